@@ -1,0 +1,8 @@
+export type { WriteHandle } from './inflight.js'
+export type { Clock, LeaseState } from './lease.js'
+export { Lease, systemClock } from './lease.js'
+export { AgentMetrics } from './metrics.js'
+export type { AgentOptions, ResolvedAgentOptions } from './options.js'
+export { parseDuration, resolveAgentOptions } from './options.js'
+export type { AgentEvents, AgentState, CreateAgentOptions, WriteScope } from './routing-agent.js'
+export { createAgent, RoutingAgent } from './routing-agent.js'

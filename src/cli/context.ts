@@ -1,0 +1,9 @@
+/** What every command action shares: the output, and the exit code it ends with. */
+import type { Output } from './output.js'
+
+/** Shared by the actions of one CLI run. */
+export interface CommandContext {
+  readonly out: Output
+  /** Set by an action that ends in a reported failure (e.g. `rules validate` finding problems). */
+  exitCode: number
+}
