@@ -3,6 +3,8 @@
  * used names; each layer also has its own subpath (`appactive/rules`, `appactive/context`, ...).
  */
 
+export type { RouteContext } from './context/index.js'
+export { currentRoute, currentRouteId, requireRouteId, runWithRoute } from './context/index.js'
 export type { ErrorCode, RuleIssue } from './errors/index.js'
 export {
   AppActiveError,
@@ -18,5 +20,3 @@ export {
 } from './errors/index.js'
 export type { RouteDecision, RouteReason, RuleDiff, RuleSet } from './rules/index.js'
 export { compileRouter, diffRuleSets, parseRuleSet, Router, validateRuleSet } from './rules/index.js'
-export { currentRoute, currentRouteId, requireRouteId, runWithRoute } from './context/index.js'
-export type { RouteContext } from './context/index.js'

@@ -8,6 +8,7 @@ import { createParser } from 'eventsource-parser'
 import type { Logger } from 'pino'
 import { type Dispatcher, Pool } from 'undici'
 import { InvalidArgumentError } from '../../errors/index.js'
+import { MAX_TEXT_BYTES } from '../../rules/index.js'
 import type { ApplyOutcome, RuleChannel, RuleSink } from '../types.js'
 import {
   DEFAULT_PREFIX,
@@ -39,6 +40,8 @@ export interface ControlChannelOptions {
   readonly backoff?: { readonly minMs?: number; readonly maxMs?: number }
   /** Timeout of each non-streaming call; default 5 s. */
   readonly requestTimeoutMs?: number
+  /** Largest rule set accepted from the control plane, in bytes; default 16 MiB. */
+  readonly maxRuleBytes?: number
 }
 
 class StatusError extends Error {
@@ -66,6 +69,7 @@ export class ControlChannel implements RuleChannel {
   readonly #minMs: number
   readonly #maxMs: number
   readonly #timeoutMs: number
+  readonly #maxBytes: number
   #sink: RuleSink | undefined
   #session: string | undefined
   #heartbeatMs = 1000
@@ -104,6 +108,7 @@ export class ControlChannel implements RuleChannel {
     this.#minMs = options.backoff?.minMs ?? 100
     this.#maxMs = options.backoff?.maxMs ?? 5000
     this.#timeoutMs = options.requestTimeoutMs ?? 5000
+    this.#maxBytes = options.maxRuleBytes ?? MAX_TEXT_BYTES
   }
 
   /** Registers (first attempt), then runs the rule stream and heartbeats in the background. */
@@ -220,8 +225,10 @@ export class ControlChannel implements RuleChannel {
       throw new StatusError(res.statusCode, 'rule stream')
     }
     let delivered = false
+    let pending = 0 // bytes received since the last complete event
     const parser = createParser({
       onEvent: (event) => {
+        pending = 0
         if (event.event !== 'rules') return
         delivered = true
         this.#deliver(event.data, event.id === undefined ? undefined : Number(event.id))
@@ -232,7 +239,16 @@ export class ControlChannel implements RuleChannel {
       this.#log?.info('rule stream connected again')
     }
     const decoder = new TextDecoder()
-    for await (const chunk of res.body) parser.feed(decoder.decode(chunk as Uint8Array, { stream: true }))
+    for await (const chunk of res.body) {
+      pending += (chunk as Uint8Array).length
+      if (pending > this.#maxBytes) {
+        // Drop the connection rather than buffer without bound; the next attempt starts clean.
+        this.#report(undefined, `a pushed rule set is larger than ${this.#maxBytes} bytes`)
+        res.body.destroy()
+        throw new Error('oversized rule set')
+      }
+      parser.feed(decoder.decode(chunk as Uint8Array, { stream: true }))
+    }
     return delivered
   }
 
@@ -255,6 +271,12 @@ export class ControlChannel implements RuleChannel {
     if (res.statusCode !== 200) {
       await res.body.dump()
       throw new StatusError(res.statusCode, 'rule poll')
+    }
+    const declared = Number(res.headers['content-length'])
+    if (declared > this.#maxBytes) {
+      res.body.destroy()
+      this.#report(undefined, `a polled rule set is larger than ${this.#maxBytes} bytes`)
+      throw new Error('oversized rule set')
     }
     const text = await res.body.text()
     let parsed: RulesResponse | undefined
