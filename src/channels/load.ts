@@ -30,14 +30,18 @@ function fail(path: string, message: string): RuleInvalidError {
   return new RuleInvalidError([{ path: '', message, file: path }], 'rules')
 }
 
-async function readText(path: string): Promise<string> {
-  let info: Awaited<ReturnType<typeof stat>>
+/** `stat`, with a RuleInvalidError naming the path when it fails. */
+async function statOf(path: string): Promise<Awaited<ReturnType<typeof stat>>> {
   try {
-    info = await stat(path)
+    return await stat(path)
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code
     throw fail(path, code === 'ENOENT' ? 'no such file or directory' : `cannot read (${code ?? String(err)})`)
   }
+}
+
+async function readText(path: string): Promise<string> {
+  const info = await statOf(path)
   if (!info.isFile()) throw fail(path, 'is not a regular file')
   if (info.size > MAX_TEXT_BYTES) throw fail(path, `is larger than ${MAX_TEXT_BYTES} bytes`)
   try {
@@ -71,13 +75,7 @@ export async function readAppActiveDir(dir: string): Promise<AppActiveFiles> {
  * @throws RuleInvalidError (APPACTIVE_RULE_INVALID) naming the file and every problem.
  */
 export async function loadRules(path: string, options: AppActiveImportOptions = {}): Promise<LoadedRules> {
-  let info: Awaited<ReturnType<typeof stat>>
-  try {
-    info = await stat(path)
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code
-    throw fail(path, code === 'ENOENT' ? 'no such file or directory' : `cannot read (${code ?? String(err)})`)
-  }
+  const info = await statOf(path)
   if (info.isDirectory()) {
     const imported = fromAppActive(await readAppActiveDir(path), options)
     return {

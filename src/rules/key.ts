@@ -25,15 +25,9 @@ export const HASH_SPACE = 2 ** 32
  */
 export function decimalMod(id: string, m: number): number {
   const n = id.length
-  let i = 0
-  let negative = false
   const first = id.charCodeAt(0)
-  if (first === MINUS) {
-    negative = true
-    i = 1
-  } else if (first === PLUS) {
-    i = 1
-  }
+  const negative = first === MINUS
+  let i = negative || first === PLUS ? 1 : 0
   if (i >= n) return Number.NaN
   let r = 0
   for (; i < n; i++) {
@@ -52,15 +46,9 @@ export function decimalMod(id: string, m: number): number {
  */
 export function decimalModPow10(id: string, m: number, k: number): number {
   const n = id.length
-  let i = 0
-  let negative = false
   const first = id.charCodeAt(0)
-  if (first === MINUS) {
-    negative = true
-    i = 1
-  } else if (first === PLUS) {
-    i = 1
-  }
+  const negative = first === MINUS
+  let i = negative || first === PLUS ? 1 : 0
   if (i >= n) return Number.NaN
   const tail = Math.max(n - k, i)
   for (; i < tail; i++) {
@@ -82,15 +70,9 @@ export function decimalModPow10(id: string, m: number, k: number): number {
  */
 export function decimalValue(id: string): number {
   const n = id.length
-  let i = 0
-  let sign = 1
   const first = id.charCodeAt(0)
-  if (first === MINUS) {
-    sign = -1
-    i = 1
-  } else if (first === PLUS) {
-    i = 1
-  }
+  const sign = first === MINUS ? -1 : 1
+  let i = first === MINUS || first === PLUS ? 1 : 0
   if (i >= n) return Number.NaN
   let r = 0
   for (; i < n; i++) {

@@ -165,6 +165,14 @@ function checkSemantics(rs: RuleSet): RuleIssue[] {
     }
   })
   const maxKey = maxKeyOf(rs.transform)
+  /** A well-formed range inside the key space, or undefined (the problem is recorded). */
+  const range = (path: string, text: string): KeyRange | undefined => {
+    const r = parseRange(text)
+    if (typeof r === 'string') add(path, r)
+    else if (r.hi > maxKey) add(path, `${text} is outside the key space 0~${maxKey} of the transform`)
+    else return r
+    return undefined
+  }
 
   // Id sources: no duplicates.
   const seen = new Set<string>()
@@ -182,16 +190,8 @@ function checkSemantics(rs: RuleSet): RuleIssue[] {
       add(`mapping[${i}].unit`, `unknown unit "${entry.unit}"${suggest(entry.unit, known)}`)
     entry.ranges?.forEach((text, j) => {
       const path = `mapping[${i}].ranges[${j}]`
-      const r = parseRange(text)
-      if (typeof r === 'string') {
-        add(path, r)
-        return
-      }
-      if (r.hi > maxKey) {
-        add(path, `${text} is outside the key space 0~${maxKey} of the transform`)
-        return
-      }
-      ranges.push({ ...r, path, unit: entry.unit })
+      const r = range(path, text)
+      if (r) ranges.push({ ...r, path, unit: entry.unit })
     })
     entry.labels?.forEach((text, j) => {
       const path = `mapping[${i}].labels[${j}]`
@@ -227,16 +227,8 @@ function checkSemantics(rs: RuleSet): RuleIssue[] {
   // Fence: grammar, key space, and never on keys no unit owns while the fallback rejects them.
   rs.fence?.ranges?.forEach((text, j) => {
     const path = `fence.ranges[${j}]`
-    const r = parseRange(text)
-    if (typeof r === 'string') {
-      add(path, r)
-      return
-    }
-    if (r.hi > maxKey) {
-      add(path, `${text} is outside the key space 0~${maxKey} of the transform`)
-      return
-    }
-    if (rejects) {
+    const r = range(path, text)
+    if (r && rejects) {
       const hole = gaps.find((g) => g.lo <= r.hi && r.lo <= g.hi)
       if (hole) add(path, `${text} fences keys no unit owns (${formatRange(clip(hole, r))})`)
     }
