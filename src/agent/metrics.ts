@@ -40,12 +40,15 @@ export class AgentMetrics {
       name: 'appactive_agent_rule_version',
       help: 'Version of the rule set in force (-1 before the first).',
       registers,
+      // Across cluster workers the oldest version in force is the one that matters.
+      aggregator: 'min',
     })
     this.#version.set(-1)
     this.#leaseValid = new Gauge({
       name: 'appactive_agent_lease_valid',
       help: '1 when guarded writes may proceed (lease valid or leasing off), else 0.',
       registers,
+      aggregator: 'min',
       collect() {
         this.set(read.leaseValid())
       },

@@ -91,6 +91,8 @@ export class RoutingAgent extends EventEmitter<AgentEvents> implements RuleSink 
     this.#clock = options.clock ?? systemClock
     this.#lease = new Lease(this.#clock)
     this.#channels = options.channels ?? []
+    // With a leasing channel, writes wait for the first grant, even before start().
+    if (this.#channels.some((c) => c.leasing)) this.#lease.enable()
     this.logger = (options.logger ?? defaultLogger()).child({
       nodeId: this.identity.nodeId,
       app: this.identity.app,
@@ -114,7 +116,6 @@ export class RoutingAgent extends EventEmitter<AgentEvents> implements RuleSink 
   async start(): Promise<void> {
     if (this.#started) return
     this.#started = true
-    if (this.#channels.some((c) => c.leasing)) this.#lease.enable()
     const cached = await this.#cache?.read()
     if (cached !== undefined) {
       const outcome = this.apply(cached.ruleSet, { source: 'cache' })
@@ -161,6 +162,13 @@ export class RoutingAgent extends EventEmitter<AgentEvents> implements RuleSink 
     } else if (outcome.status === 'rejected') {
       this.#rejected(outcome, meta)
     } else if (outcome.status === 'stale') {
+      // Refused, like an invalid one: the error state says so (an operator wrote an older file, say).
+      const message = `version ${outcome.version} is older than version ${outcome.current} in force`
+      this.#lastError = {
+        version: outcome.version,
+        issues: [{ path: 'version', message }],
+        source: meta.source,
+      }
       this.logger.warn(
         { version: outcome.version, current: outcome.current, source: meta.source },
         'stale rule set ignored',
@@ -185,7 +193,15 @@ export class RoutingAgent extends EventEmitter<AgentEvents> implements RuleSink 
 
   #apply(input: unknown): ApplyOutcome {
     const claimed = versionOf(input)
-    const v = validateRuleSet(input)
+    let v: ReturnType<typeof validateRuleSet>
+    try {
+      v = validateRuleSet(input)
+    } catch (err) {
+      // Values JSON cannot hold (bigint, functions, throwing getters) never come off the wire, but a
+      // caller in code can pass them: refuse, never throw.
+      const message = `not a rule set: ${err instanceof Error ? err.message : String(err)}`.slice(0, 200)
+      return { status: 'rejected', version: claimed, issues: [{ path: '', message }] }
+    }
     if (!v.ok) return { status: 'rejected', version: claimed, issues: v.issues }
     const current = this.version
     const version = v.ruleSet.version

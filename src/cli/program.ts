@@ -5,6 +5,7 @@
 import { Command } from 'commander'
 import { addDiffCommand } from './commands/diff.js'
 import { addExportCommand } from './commands/export.js'
+import { addGatewayCommand } from './commands/gateway.js'
 import { addImportCommand } from './commands/import.js'
 import { addRouteCommand } from './commands/route.js'
 import { addValidateCommand } from './commands/validate.js'
@@ -17,7 +18,7 @@ import { packageVersion } from './version.js'
 export function buildProgram(ctx: CommandContext, io: CliIO): Command {
   const program = new Command('appactive')
     .description(
-      'Multi-active disaster recovery for Node.js: route ids, check, compare and convert rule sets.',
+      'Multi-active disaster recovery for Node.js: route ids, check and convert rule sets, run the gateway.',
     )
     .version(packageVersion(), '-V, --version', 'print the version')
     .helpOption('-h, --help', 'show help')
@@ -33,6 +34,7 @@ export function buildProgram(ctx: CommandContext, io: CliIO): Command {
     .showHelpAfterError('(see "appactive --help")')
     .addHelpText('after', examples('appactive route --rules rules.yaml 42'))
   addRouteCommand(program, ctx)
+  addGatewayCommand(program, ctx)
   const rules = program
     .command('rules')
     .description('validate, diff, import and export rule sets')

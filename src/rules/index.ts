@@ -34,4 +34,5 @@ export {
   UnitSchema,
 } from './schema.js'
 export type { Validation } from './validate.js'
-export { assertRuleSet, formatPath, validateRuleSet } from './validate.js'
+export { assertRuleSet, validateRuleSet } from './validate.js'
+export { formatPath, typeName, zodIssues } from './zod-issues.js'

@@ -7,6 +7,7 @@ import type { z } from 'zod'
 import { RuleInvalidError, type RuleIssue } from '../errors/index.js'
 import { formatRange, type KeyRange, maxKeyOf, parseRange } from './key.js'
 import { type RuleSet, RuleSetSchema } from './schema.js'
+import { zodIssues } from './zod-issues.js'
 
 /** The outcome of `validateRuleSet`. */
 export type Validation = { ok: true; ruleSet: RuleSet } | { ok: false; issues: RuleIssue[] }
@@ -18,7 +19,7 @@ export function validateRuleSet(input: unknown): Validation {
     const issues = checkSemantics(parsed.data)
     return issues.length === 0 ? { ok: true, ruleSet: parsed.data } : { ok: false, issues }
   }
-  const issues = fromZod(parsed.error)
+  const issues = zodIssues(parsed.error)
   // When the only structural problems are unknown fields (typos, mostly), the rest is well formed:
   // check it too, so one run lists every problem.
   if (parsed.error.issues.every((i) => i.code === 'unrecognized_keys')) {
@@ -29,9 +30,9 @@ export function validateRuleSet(input: unknown): Validation {
 }
 
 /** A deep copy of `input` without the unknown keys the schema reported. */
-function withoutKeys(input: unknown, zodIssues: readonly z.core.$ZodIssue[]): unknown {
+function withoutKeys(input: unknown, found: readonly z.core.$ZodIssue[]): unknown {
   const copy = structuredClone(input)
-  for (const issue of zodIssues) {
+  for (const issue of found) {
     if (issue.code !== 'unrecognized_keys') continue
     let node: unknown = copy
     for (const part of issue.path) node = (node as Record<PropertyKey, unknown>)?.[part]
@@ -50,86 +51,6 @@ export function assertRuleSet(input: unknown): RuleSet {
   const v = validateRuleSet(input)
   if (!v.ok) throw new RuleInvalidError(v.issues)
   return v.ruleSet
-}
-
-/** `['mapping', 1, 'ranges', 0]` -> `mapping[1].ranges[0]`. */
-export function formatPath(path: readonly PropertyKey[]): string {
-  let out = ''
-  for (const part of path) {
-    if (typeof part === 'number') out += `[${part}]`
-    else out += out ? `.${String(part)}` : String(part)
-  }
-  return out
-}
-
-function typeName(value: unknown): string {
-  if (value === null) return 'null'
-  if (Array.isArray(value)) return 'a list'
-  if (typeof value === 'object') return 'an object'
-  return `${typeof value} ${JSON.stringify(value)}`
-}
-
-function expectedName(expected: string): string {
-  const names: Record<string, string> = {
-    array: 'a list',
-    object: 'an object',
-    string: 'a string',
-    number: 'a number',
-    int: 'a whole number',
-    boolean: 'true or false',
-  }
-  return names[expected] ?? expected
-}
-
-function fromZod(error: z.ZodError): RuleIssue[] {
-  const issues: RuleIssue[] = []
-  for (const issue of error.issues) {
-    const path = formatPath(issue.path)
-    switch (issue.code) {
-      case 'unrecognized_keys':
-        for (const key of issue.keys) {
-          issues.push({ path: formatPath([...issue.path, key]), message: `unknown field "${key}"` })
-        }
-        break
-      case 'invalid_type':
-        if (issue.input === undefined)
-          issues.push({ path, message: `is required (${expectedName(issue.expected)})` })
-        else if (issue.expected === 'int' && typeof issue.input === 'number') {
-          issues.push({ path, message: `must be a whole number, got ${issue.input}` })
-        } else
-          issues.push({
-            path,
-            message: `expected ${expectedName(issue.expected)}, got ${typeName(issue.input)}`,
-          })
-        break
-      case 'invalid_union': {
-        const last = issue.path[issue.path.length - 1]
-        if (last === 'from') issues.push({ path, message: 'must be one of "query", "header" or "cookie"' })
-        else if (last === 'type') issues.push({ path, message: 'must be one of "mod", "hash" or "identity"' })
-        else if (last === 'fallback')
-          issues.push({ path, message: 'must be "local", "reject" or { unit: NAME }' })
-        else issues.push({ path, message: issue.message })
-        break
-      }
-      case 'too_small':
-        issues.push({
-          path,
-          message: issue.message.startsWith('Too small')
-            ? `must be at least ${issue.minimum}`
-            : issue.message,
-        })
-        break
-      case 'too_big':
-        issues.push({
-          path,
-          message: issue.message.startsWith('Too big') ? `must be at most ${issue.maximum}` : issue.message,
-        })
-        break
-      default:
-        issues.push({ path, message: issue.message })
-    }
-  }
-  return issues
 }
 
 /** A range with where it came from, for overlap messages. */

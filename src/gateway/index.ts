@@ -1,0 +1,26 @@
+export { AppMatcher } from './apps.js'
+export type { RunningGateway } from './cluster.js'
+export { runGateway } from './cluster.js'
+export type { GatewayConfigInput, GatewayConfigOptions } from './config.js'
+export {
+  GatewayConfigSchema,
+  loadGatewayConfig,
+  parseGatewayConfig,
+  parseListenAddress,
+  resolveGatewayConfig,
+} from './config.js'
+export { GatewayHandler, PEER_HEADER } from './gateway.js'
+export type { HoldOutcome } from './hold.js'
+export { FenceHold } from './hold.js'
+export { forward, sendError, upstreamHeaders } from './proxy.js'
+export type { Gateway, GatewayOptions } from './server.js'
+export { createGateway } from './server.js'
+export type {
+  AppConfig,
+  GatewayConfig,
+  HealthCheckConfig,
+  HoldConfig,
+  ListenAddress,
+  TimeoutsConfig,
+} from './types.js'
+export { Instance, UpstreamRegistry, UpstreamSet } from './upstreams.js'
