@@ -104,6 +104,23 @@ export class GatewayHandler extends EventEmitter {
         this.set(hold.held)
       },
     })
+    const ejections = new Counter({
+      name: 'appactive_gateway_upstream_ejections_total',
+      help: 'Instances taken out of rotation after failures, by app and unit.',
+      labelNames: ['app', 'unit'],
+      registers,
+    })
+    upstreams.on('ejected', (instance, set) => {
+      const [app = '', unit = ''] = set.name.split('/')
+      ejections.inc({ app, unit })
+      logger.warn(
+        { upstream: instance.url, set: set.name, err: instance.lastError },
+        'upstream instance ejected',
+      )
+    })
+    upstreams.on('restored', (instance, set) => {
+      logger.info({ upstream: instance.url, set: set.name }, 'upstream instance restored')
+    })
     for (const [unit, u] of Object.entries(config.units)) {
       if (u.gateway !== undefined) {
         this.#peers.set(

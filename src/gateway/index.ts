@@ -23,4 +23,5 @@ export type {
   ListenAddress,
   TimeoutsConfig,
 } from './types.js'
-export { Instance, UpstreamRegistry, UpstreamSet } from './upstreams.js'
+export type { InstanceSnapshot, UpstreamSetOptions, UpstreamSetSnapshot } from './upstreams.js'
+export { Instance, isUpstreamFailure, UpstreamRegistry, UpstreamSet } from './upstreams.js'

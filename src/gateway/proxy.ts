@@ -153,8 +153,10 @@ export async function forward(
       res.destroy()
       return { status: res.statusCode, upstreamOk: answered, error: message, cause: err }
     }
-    if (req.destroyed && code === 'UND_ERR_ABORTED')
-      return { status: 499, upstreamOk: true, error: 'client closed' }
+    // The client left: says nothing about the upstream's health (passive health treats it as neutral).
+    if (req.destroyed && code === 'UND_ERR_ABORTED') {
+      return { status: 499, upstreamOk: false, error: 'client closed', cause: err }
+    }
     if (CONNECT_FAILURES.has(code) && mayRetry && !req.readableDidRead) {
       return { status: 502, upstreamOk: false, error: message, cause: err, retryable: true }
     }

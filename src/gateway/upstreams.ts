@@ -96,11 +96,8 @@ export class Instance {
   readonly url: string
   /** `scheme://host:port` of `url`: what the pool connects to. */
   readonly origin: string
-  /** The path of `url` without a trailing slash (`''` for a bare origin): prefix it to forwarded paths. */
-  readonly basePath: string
   readonly pool: Pool
-  /** Requests between `begin()` and `end()`. */
-  inflight = 0
+  #inflight = 0
   #state: State = 'healthy'
   #failures = 0
   #goodProbes = 0
@@ -118,10 +115,8 @@ export class Instance {
     policy: HealthPolicy,
     onChange: (instance: Instance, healthy: boolean) => void,
   ) {
-    const parsed = new URL(url)
     this.url = url
-    this.origin = parsed.origin
-    this.basePath = parsed.pathname.replace(/\/+$/, '')
+    this.origin = new URL(url).origin
     this.pool = new Pool(this.origin, pool)
     this.#policy = policy
     this.#backoffMs = policy.backoffMs
@@ -131,6 +126,11 @@ export class Instance {
   /** False once ejected, until restored (a half-open instance is not healthy yet). */
   get healthy(): boolean {
     return this.#state === 'healthy'
+  }
+
+  /** Requests between `begin()` and `end()`. */
+  get inflight(): number {
+    return this.#inflight
   }
 
   /** Consecutive failures since the last success. */
@@ -144,7 +144,7 @@ export class Instance {
 
   /** Call just before forwarding a request to this instance. */
   begin(): void {
-    this.inflight++
+    this.#inflight++
   }
 
   /**
@@ -154,7 +154,7 @@ export class Instance {
    * neutral. `end(false)` without an error always counts as a failure.
    */
   end(ok: boolean, err?: unknown): void {
-    this.inflight--
+    this.#inflight--
     if (ok) this.#succeeded()
     else if (err === undefined || isUpstreamFailure(err)) this.#failed(err ?? 'request failed')
   }
@@ -187,7 +187,7 @@ export class Instance {
     return {
       url: this.url,
       healthy: this.healthy,
-      inflight: this.inflight,
+      inflight: this.#inflight,
       failures: this.#failures,
       lastError: this.#lastError,
     }
@@ -330,7 +330,8 @@ export class UpstreamSet extends EventEmitter<UpstreamSetEvents> {
 
   #dueTrial(): Instance | undefined {
     const now = performance.now()
-    for (const instance of this.instances) if (instance.takeTrial(now)) return instance
+    const list = this.instances
+    for (let i = 0; i < list.length; i++) if (list[i]!.takeTrial(now)) return list[i]
     return undefined
   }
 
@@ -363,7 +364,7 @@ export class UpstreamSet extends EventEmitter<UpstreamSetEvents> {
     try {
       const { statusCode, body } = await instance.pool.request({
         method: 'GET',
-        path: instance.basePath + hc.path,
+        path: hc.path,
         headers: { 'user-agent': 'appactive-health-check' },
         signal: probe.signal,
       })
