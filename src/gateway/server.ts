@@ -22,7 +22,7 @@ import { UpstreamRegistry } from './upstreams.js'
 /** Options of `createGateway` beyond the config file. */
 export interface GatewayOptions {
   readonly logger?: Logger
-  /** prom-client registry for the gateway's and its agent's metrics; default: a new one. */
+  /** prom-client registry for the gateway's and its agent's metrics; default: the given agent's, else a new one. */
   readonly registry?: Registry
   /** An agent to use instead of building one from `config.rules` (tests, embedding). */
   readonly agent?: RoutingAgent
@@ -47,7 +47,7 @@ export interface Gateway {
 export function createGateway(config: GatewayConfig, options: GatewayOptions = {}): Gateway {
   const logger =
     options.logger ?? pino({ name: 'appactive-gateway', level: process.env.APPACTIVE_LOG_LEVEL ?? 'info' })
-  const registry = options.registry ?? new Registry()
+  const registry = options.registry ?? options.agent?.metrics.registry ?? new Registry()
   const agent =
     options.agent ??
     createAgent({
