@@ -181,7 +181,7 @@ describe('appactive gateway (command)', () => {
       process.execPath,
       ['--import', 'tsx', 'src/cli/run.ts', 'gateway', '--config', file, '--workers', '2'],
       {
-        cwd: dir === '' ? root : root,
+        cwd: root,
         env: { ...process.env, APPACTIVE_LOG_LEVEL: 'warn', APPACTIVE_CACHE: 'off' },
       },
     )
@@ -191,14 +191,16 @@ describe('appactive gateway (command)', () => {
       if (child.exitCode === null) child.kill('SIGKILL')
     })
     const base = `http://127.0.0.1:${adminPort}`
-    await until(
-      async () =>
-        (await request(`${base}/readyz`).then(
-          (r) => (r.body.dump(), r.statusCode),
-          () => 0,
-        )) === 200,
-      20_000,
-    )
+    const readyz = async (): Promise<number> => {
+      try {
+        const r = await request(`${base}/readyz`)
+        await r.body.dump()
+        return r.statusCode
+      } catch {
+        return 0 // not listening yet
+      }
+    }
+    await until(async () => (await readyz()) === 200, 20_000)
     const backendsSeen = new Set<string>()
     for (let i = 0; i < 20; i++) {
       const r = await request(`http://127.0.0.1:${port}/x?r_id=${i * 500}`)
