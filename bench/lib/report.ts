@@ -1,8 +1,9 @@
 /**
  * Bench output (DESIGN §6): a readable table for people, then as the LAST line of stdout one JSON object
  * `{"bench": NAME, "machine": {...}, "metrics": {METRIC: number, ...}}` for tools. Metric names carry
- * their unit; `report` refuses a name without one, or a value that is not a finite number, so a broken
- * bench fails loudly instead of publishing a bad line.
+ * their unit, optionally followed by a size qualifier (`propagation_p99_ms_1000`: ms, at 1,000 agents);
+ * `report` refuses a name without one, or a value that is not a finite number, so a broken bench fails
+ * loudly instead of publishing a bad line.
  */
 import type { MachineInfo } from './machine.js'
 
@@ -11,6 +12,12 @@ export type Row = Readonly<Record<string, string | number>>
 
 /** The unit suffixes DESIGN §6 allows on a metric name. */
 export const METRIC_UNITS = ['_ns', '_ms', '_mb', '_rps', '_ratio'] as const
+
+/** True when `name` ends with a unit suffix, or with a unit suffix and a numeric size (`_ms_1000`). */
+export function hasUnit(name: string): boolean {
+  const bare = name.replace(/_\d+$/, '')
+  return METRIC_UNITS.some((u) => bare.endsWith(u))
+}
 
 export interface Report {
   /** The bench name: `npm run bench:NAME`. */
@@ -59,8 +66,8 @@ export function printTable(rows: readonly Row[], title?: string): void {
  */
 export function printReport(report: Report): void {
   for (const [name, value] of Object.entries(report.metrics)) {
-    if (!METRIC_UNITS.some((u) => name.endsWith(u)))
-      throw new Error(`metric ${name} must end with one of ${METRIC_UNITS.join(', ')}`)
+    if (!hasUnit(name))
+      throw new Error(`metric ${name} must end with one of ${METRIC_UNITS.join(', ')} (then optionally _N)`)
     if (typeof value !== 'number' || !Number.isFinite(value))
       throw new Error(`metric ${name} is ${String(value)}, not a finite number`)
   }

@@ -18,7 +18,8 @@ import {
   type RuleIssue,
   WrongUnitError,
 } from '../errors/index.js'
-import { compileRouter, type RouteDecision, type Router, validateRuleSet } from '../rules/index.js'
+import { type RouteDecision, type Router, validateRuleSet } from '../rules/index.js'
+import { compileValidatedRouter } from '../rules/router.js'
 import { RuleCache } from './cache.js'
 import { InflightWrites, type WriteHandle } from './inflight.js'
 import { type Clock, Lease, type LeaseState, systemClock } from './lease.js'
@@ -219,7 +220,7 @@ export class RoutingAgent extends EventEmitter<AgentEvents> implements RuleSink 
     }
     let router: Router
     try {
-      router = compileRouter(v.ruleSet, { localUnit: this.identity.unit })
+      router = compileValidatedRouter(v.ruleSet, { localUnit: this.identity.unit })
     } catch (err) {
       const message = err instanceof AppActiveError ? err.message : String(err)
       return { status: 'rejected', version, issues: [{ path: '', message }] }

@@ -57,6 +57,8 @@ interface Waiter {
   readonly filter: (n: NodeRecord) => boolean
   readonly resolve: (r: WaitResult) => void
   timer: NodeJS.Timeout | undefined
+  /** Nodes that pass the filter, fail the test and hold a running lease: what the wait waits for. */
+  readonly pending: Set<NodeRecord>
 }
 
 /** A node is gone for good (forgotten) after this many lease periods without a heartbeat. */
@@ -100,7 +102,8 @@ export class NodeTable {
     }
     this.#nodes.set(n.nodeId, rec)
     this.#sessions.set(n.session, rec)
-    this.changed()
+    if (old) for (const w of this.#waiters) w.pending.delete(old)
+    this.changed(rec)
     return rec
   }
 
@@ -111,14 +114,15 @@ export class NodeTable {
   remove(rec: NodeRecord): void {
     this.#sessions.delete(rec.session)
     if (this.#nodes.get(rec.nodeId) === rec) this.#nodes.delete(rec.nodeId)
-    this.changed()
+    for (const w of this.#waiters) w.pending.delete(rec)
+    this.changed(rec)
   }
 
   /** Records that the node applied `version` (acks only move forward). */
   ack(rec: NodeRecord, version: number, inflightFenced?: number): void {
     if (version > rec.appliedVersion) rec.appliedVersion = version
     if (inflightFenced !== undefined) rec.inflightFenced = inflightFenced
-    this.changed()
+    this.changed(rec)
   }
 
   heartbeat(rec: NodeRecord, version: number, inflightFenced: number): void {
@@ -151,18 +155,47 @@ export class NodeTable {
     options: { timeoutMs: number; filter?: (n: NodeRecord) => boolean },
   ): Promise<WaitResult> {
     return new Promise((resolve) => {
-      const waiter: Waiter = { test, filter: options.filter ?? (() => true), resolve, timer: undefined }
+      const waiter: Waiter = {
+        test,
+        filter: options.filter ?? (() => true),
+        resolve,
+        timer: undefined,
+        pending: new Set(),
+      }
       waiter.timer = setTimeout(() => this.#settle(waiter, true), options.timeoutMs)
       this.#waiters.add(waiter)
-      this.#settle(waiter, false)
+      for (const n of this.#nodes.values()) this.#track(waiter, n)
+      this.#settleIfDone(waiter)
       this.#scheduleLeaseCheck()
     })
   }
 
-  /** Re-evaluates the waits; call after any change. */
-  changed(): void {
-    for (const w of this.#waiters) this.#settle(w, false)
-    this.#scheduleLeaseCheck()
+  /**
+   * Re-evaluates the waits; call after any change: of `rec` only (O(waits)), or of anything (a full
+   * rescan, O(waits x nodes)).
+   */
+  changed(rec?: NodeRecord): void {
+    if (this.#waiters.size === 0) {
+      this.#scheduleLeaseCheck()
+      return
+    }
+    for (const w of [...this.#waiters]) {
+      if (rec === undefined) {
+        w.pending.clear()
+        for (const n of this.#nodes.values()) this.#track(w, n)
+      } else if (this.#nodes.get(rec.nodeId) === rec) this.#track(w, rec)
+      this.#settleIfDone(w)
+    }
+    if (rec === undefined) this.#scheduleLeaseCheck()
+  }
+
+  #track(w: Waiter, n: NodeRecord): void {
+    if (w.filter(n) && !w.test(n) && !this.isLapsed(n)) w.pending.add(n)
+    else w.pending.delete(n)
+  }
+
+  #settleIfDone(w: Waiter): void {
+    if (w.pending.size === 0) this.#settle(w, false)
   }
 
   #settle(w: Waiter, timedOut: boolean): void {
@@ -189,10 +222,13 @@ export class NodeTable {
       this.#leaseTimer = undefined
       return
     }
+    // Leases only move forward and a pending set only shrinks between rescans, so the earliest expiry
+    // among pending nodes now is never later than the next lapse: the timer cannot fire too late.
     const now = this.#now()
     let next = Number.POSITIVE_INFINITY
-    for (const n of this.#nodes.values())
-      if (n.leaseExpiresAt > now && n.leaseExpiresAt < next) next = n.leaseExpiresAt
+    for (const w of this.#waiters)
+      for (const n of w.pending)
+        if (n.leaseExpiresAt > now && n.leaseExpiresAt < next) next = n.leaseExpiresAt
     clearTimeout(this.#leaseTimer)
     this.#leaseTimer = undefined
     if (next === Number.POSITIVE_INFINITY) return

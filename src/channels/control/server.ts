@@ -220,7 +220,7 @@ export class RuleServer extends EventEmitter<RuleServerEvents> {
         const body = await readJson(req, MAX_AGENT_BODY_BYTES)
         this.#checkNode(body, rec)
         rec.inflightFenced = intField(body, 'fenced', 0)!
-        this.#table.changed()
+        this.#table.changed(rec)
         return send(res, 204)
       }
       case 'POST /report': {
