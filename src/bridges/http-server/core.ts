@@ -1,0 +1,146 @@
+/**
+ * Provider protection for HTTP servers, shared by every framework adapter (node:http, Express, Fastify,
+ * Koa): read the route id (the gateway's trusted `x-appactive-route-id`, else the rule set's id source),
+ * decide the service type of the path, and either admit the request with its route context or refuse it
+ * with the DESIGN §3 answer: wrong unit 421 + `x-appactive-unit: <owner>`, center service outside the
+ * center 421, missing id 400, fenced key on a write 503 + Retry-After.
+ */
+import type { RoutingAgent } from '../../agent/index.js'
+import { type HeaderSource, type RouteContext, readRouteHeaders, UNIT_HEADER } from '../../context/index.js'
+import type { RequestLike } from '../../rules/index.js'
+import { ServicePatterns, type ServiceType } from './patterns.js'
+
+/** Options of `createProtection` (and of every adapter). */
+export interface ProtectionOptions {
+  /** The process's agent: its rule set and unit decide. */
+  readonly agent: RoutingAgent
+  /** Service type per Ant-style path pattern, e.g. `{ '/orders/**': 'unit', '/stock/**': 'center' }`. */
+  readonly services?: Readonly<Record<string, ServiceType>>
+  /** Type of paths no pattern matches; default `normal`. */
+  readonly defaultType?: ServiceType
+  /**
+   * Take the route id from the gateway's `x-appactive-route-id` header when present (default true). Turn
+   * it off for services reachable without the gateway in front (a client could then choose its id).
+   */
+  readonly trustGatewayHeaders?: boolean
+  /** Retry-After (seconds) on a 503 for a fenced key; default 1. */
+  readonly retryAfterS?: number
+}
+
+/** The request facts the core reads. */
+export interface ProtectedRequest extends RequestLike {
+  readonly method?: string | undefined
+  readonly headers?: HeaderSource & RequestLike['headers']
+}
+
+/** Admit (with the route context to run the handler in) or refuse (with the answer to send). */
+export type Verdict =
+  | { readonly ok: true; readonly type: ServiceType; readonly route: RouteContext }
+  | {
+      readonly ok: false
+      readonly status: number
+      readonly code: string
+      readonly message: string
+      readonly headers: Readonly<Record<string, string>>
+    }
+
+const SAFE = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE'])
+
+/** The shared decision of every server adapter. */
+export class Protection {
+  readonly #agent: RoutingAgent
+  readonly #patterns: ServicePatterns
+  readonly #trust: boolean
+  readonly #retryAfter: string
+
+  constructor(options: ProtectionOptions) {
+    this.#agent = options.agent
+    this.#patterns = new ServicePatterns(options.services ?? {}, options.defaultType ?? 'normal')
+    this.#trust = options.trustGatewayHeaders ?? true
+    this.#retryAfter = String(options.retryAfterS ?? 1)
+  }
+
+  /** Decides one request. Never throws. */
+  check(req: ProtectedRequest): Verdict {
+    const type = this.#patterns.typeOf(req.url ?? '/')
+    const hop = req.headers === undefined ? { hops: 0 } : readRouteHeaders(req.headers)
+    const router = this.#agent.router
+    const routeId = (this.#trust ? hop.routeId : undefined) ?? router?.extract(req)
+    const route: RouteContext = Object.freeze({
+      routeId,
+      hops: hop.hops,
+      ...(hop.unit !== undefined && this.#trust ? { unit: hop.unit } : {}),
+      ...(router !== undefined ? { ruleVersion: router.version } : {}),
+    })
+    if (type === 'normal') return { ok: true, type, route }
+    const unit = this.#agent.identity.unit
+    if (router === undefined) {
+      return refuse(503, 'APPACTIVE_LEASE_EXPIRED', 'this service has no rule set yet', {
+        'retry-after': this.#retryAfter,
+      })
+    }
+    if (type === 'center') {
+      if (router.centerUnit === unit) return { ok: true, type, route }
+      return refuse(
+        421,
+        'APPACTIVE_NOT_CENTER',
+        `this service runs only in the center unit ${router.centerUnit}`,
+        {
+          [UNIT_HEADER]: router.centerUnit,
+        },
+      )
+    }
+    if (routeId === undefined || routeId === '') {
+      return refuse(400, 'APPACTIVE_NO_ROUTE_ID', 'this unit service needs a route id')
+    }
+    const code = router.lookup(routeId)
+    const owner = router.unitAt(code)
+    if (owner === null) {
+      return refuse(
+        400,
+        'APPACTIVE_NO_ROUTE_ID',
+        `route id is not usable (${router.reasonAt(code)}) and the fallback rejects it`,
+      )
+    }
+    if (owner !== unit) {
+      return refuse(
+        421,
+        'APPACTIVE_WRONG_UNIT',
+        `route id ${routeId} belongs to unit ${owner}, not ${unit}`,
+        {
+          [UNIT_HEADER]: owner,
+        },
+      )
+    }
+    if (router.fencedAt(code) && !SAFE.has(req.method ?? 'GET')) {
+      return refuse(
+        503,
+        'APPACTIVE_FENCED',
+        `route id ${routeId} is being moved between units; retry shortly`,
+        {
+          'retry-after': this.#retryAfter,
+        },
+      )
+    }
+    return { ok: true, type, route }
+  }
+}
+
+function refuse(
+  status: number,
+  code: string,
+  message: string,
+  headers: Record<string, string> = {},
+): Verdict {
+  return { ok: false, status, code, message, headers }
+}
+
+/** The JSON body of a refusal: `{"error":{"code","message"}}`. */
+export function refusalBody(v: Extract<Verdict, { ok: false }>): string {
+  return JSON.stringify({ error: { code: v.code, message: v.message } })
+}
+
+/** Creates the shared protection. @throws InvalidArgumentError for a malformed service pattern. */
+export function createProtection(options: ProtectionOptions): Protection {
+  return new Protection(options)
+}

@@ -1,0 +1,5 @@
+export type { ProtectedRequest, ProtectionOptions, Verdict } from './core.js'
+export { createProtection, Protection, refusalBody } from './core.js'
+export { withAppActive } from './node-http.js'
+export type { ServiceType } from './patterns.js'
+export { ServicePatterns } from './patterns.js'
