@@ -12,14 +12,7 @@ import type { Logger } from 'pino'
 import { Counter, Gauge, type Registry } from 'prom-client'
 import { Pool } from 'undici'
 import type { RoutingAgent } from '../agent/index.js'
-import {
-  HOPS_HEADER,
-  injectRoute,
-  ROUTE_ID_HEADER,
-  readRouteHeaders,
-  stripRouteHeaders,
-  UNIT_HEADER,
-} from '../context/index.js'
+import { injectRoute, readRouteHeaders, stripRouteHeaders } from '../context/index.js'
 import { compileRouter, type Router } from '../rules/index.js'
 import { AppMatcher } from './apps.js'
 import { FenceHold } from './hold.js'
@@ -423,5 +416,3 @@ function refuse(socket: Duplex, status: number, message: string): void {
     `HTTP/1.1 ${status} ${status === 400 ? 'Bad Request' : 'Service Unavailable'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
   )
 }
-
-export { HOPS_HEADER, ROUTE_ID_HEADER, UNIT_HEADER }
