@@ -229,11 +229,11 @@ export class Router {
 
   /** Decides where `rawId` goes. O(1) for key spaces up to 10^6, O(log n) otherwise. */
   route(rawId: string | null | undefined): RouteDecision {
-    const code = this.lookup(rawId)
+    const code = this.#fenceOnly === null ? this.#lookup(rawId) : this.lookup(rawId)
     const interned = this.#interned
     // Decisions are immutable values: in small key spaces one frozen object per key is reused.
     if (interned !== null && code >>> 16 === 0) {
-      const hit = interned[lastKey[0]!]
+      const hit = interned[lastKey[0]! | 0] // a range hit: an integer key below 65,536
       if (hit !== undefined && hit.fenced === ((code & FENCED) !== 0)) return hit
     }
     return this.#decide(code)
