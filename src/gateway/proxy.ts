@@ -96,10 +96,12 @@ function downstreamHeaders(
 ): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {}
   const connection = headers.connection
+  // `keep-alive` and `close` name no header: only other Connection values are parsed (once per header).
+  const listed = typeof connection === 'string' && connection !== 'keep-alive' && connection !== 'close'
   for (const name in headers) {
     const value = headers[name]
     if (value === undefined || HOP_BY_HOP.has(name)) continue
-    if (typeof connection === 'string' && connectionListed(connection, name)) continue
+    if (listed && connectionListed(connection, name)) continue
     out[name] = value
   }
   return out
