@@ -1,5 +1,8 @@
 export type { ProtectedRequest, ProtectionOptions, Verdict } from './core.js'
 export { createProtection, Protection, refusalBody } from './core.js'
+export { appactiveMiddleware } from './express.js'
+export { appactivePlugin } from './fastify.js'
+export { appactiveKoa } from './koa.js'
 export { withAppActive } from './node-http.js'
 export type { ServiceType } from './patterns.js'
 export { ServicePatterns } from './patterns.js'

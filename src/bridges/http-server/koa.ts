@@ -1,0 +1,33 @@
+/**
+ * Koa 3 adapter: middleware that refuses, or awaits the downstream middleware inside the route context.
+ *
+ * @example
+ * app.use(appactiveKoa({ agent, services: { '/orders/**': 'unit' } }))
+ */
+import type { IncomingMessage } from 'node:http'
+import { runWithRoute } from '../../context/index.js'
+import { createProtection, type ProtectionOptions } from './core.js'
+
+interface KoaContextLike {
+  req: IncomingMessage
+  status: number
+  body: unknown
+  set(field: Record<string, string>): void
+}
+
+/** Koa middleware. */
+export function appactiveKoa(
+  options: ProtectionOptions,
+): (ctx: KoaContextLike, next: () => Promise<unknown>) => Promise<unknown> {
+  const protection = createProtection(options)
+  return async function appactive(ctx, next): Promise<unknown> {
+    const verdict = protection.check(ctx.req)
+    if (!verdict.ok) {
+      ctx.status = verdict.status
+      ctx.set({ ...verdict.headers })
+      ctx.body = { error: { code: verdict.code, message: verdict.message } }
+      return undefined
+    }
+    return runWithRoute(verdict.route, () => next())
+  }
+}
