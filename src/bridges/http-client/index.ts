@@ -1,0 +1,1 @@
+export { propagateFetch, routeInterceptor } from './undici.js'
