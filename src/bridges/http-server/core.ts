@@ -5,6 +5,7 @@
  * with the DESIGN §3 answer: wrong unit 421 + `x-appactive-unit: <owner>`, center service outside the
  * center 421, missing id 400, fenced key on a write 503 + Retry-After.
  */
+import type { ServerResponse } from 'node:http'
 import type { RoutingAgent } from '../../agent/index.js'
 import { type HeaderSource, type RouteContext, readRouteHeaders, UNIT_HEADER } from '../../context/index.js'
 import type { RequestLike } from '../../rules/index.js'
@@ -135,9 +136,25 @@ function refuse(
   return { ok: false, status, code, message, headers }
 }
 
-/** The JSON body of a refusal: `{"error":{"code","message"}}`. */
+/** The body of a refusal: `{ error: { code, message } }`. */
+export function refusal(v: Extract<Verdict, { ok: false }>): { error: { code: string; message: string } } {
+  return { error: { code: v.code, message: v.message } }
+}
+
+/** The JSON text of a refusal. */
 export function refusalBody(v: Extract<Verdict, { ok: false }>): string {
-  return JSON.stringify({ error: { code: v.code, message: v.message } })
+  return JSON.stringify(refusal(v))
+}
+
+/** Answers a refusal on a node:http response (the node:http and Express adapters). */
+export function sendRefusal(res: ServerResponse, v: Extract<Verdict, { ok: false }>): void {
+  const body = refusalBody(v)
+  res.writeHead(v.status, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+    ...v.headers,
+  })
+  res.end(body)
 }
 
 /** Creates the shared protection. @throws InvalidArgumentError for a malformed service pattern. */

@@ -7,7 +7,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { runWithRoute } from '../../context/index.js'
-import { createProtection, type ProtectionOptions, refusalBody } from './core.js'
+import { createProtection, type ProtectionOptions, sendRefusal } from './core.js'
 
 /** Express-compatible middleware (typed structurally, so this file needs no express types at run time). */
 export function appactiveMiddleware(
@@ -17,13 +17,7 @@ export function appactiveMiddleware(
   return function appactive(req, res, next): void {
     const verdict = protection.check(req)
     if (!verdict.ok) {
-      const body = refusalBody(verdict)
-      res.writeHead(verdict.status, {
-        'content-type': 'application/json; charset=utf-8',
-        'content-length': Buffer.byteLength(body),
-        ...verdict.headers,
-      })
-      res.end(body)
+      sendRefusal(res, verdict)
       return
     }
     runWithRoute(verdict.route, () => next())

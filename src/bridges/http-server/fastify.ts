@@ -8,7 +8,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { runWithRoute } from '../../context/index.js'
-import { createProtection, type ProtectionOptions } from './core.js'
+import { createProtection, type ProtectionOptions, refusal } from './core.js'
 
 interface FastifyLike {
   addHook(
@@ -37,7 +37,7 @@ export function appactivePlugin(
       reply
         .code(verdict.status)
         .headers({ ...verdict.headers })
-        .send({ error: { code: verdict.code, message: verdict.message } })
+        .send(refusal(verdict))
       return
     }
     // The hook chain continues inside the context; Fastify keeps the async context for the handler.

@@ -1,5 +1,5 @@
 export type { ProtectedRequest, ProtectionOptions, Verdict } from './core.js'
-export { createProtection, Protection, refusalBody } from './core.js'
+export { createProtection, Protection, refusal, refusalBody, sendRefusal } from './core.js'
 export { appactiveMiddleware } from './express.js'
 export { appactivePlugin } from './fastify.js'
 export { appactiveKoa } from './koa.js'

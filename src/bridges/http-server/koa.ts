@@ -6,7 +6,7 @@
  */
 import type { IncomingMessage } from 'node:http'
 import { runWithRoute } from '../../context/index.js'
-import { createProtection, type ProtectionOptions } from './core.js'
+import { createProtection, type ProtectionOptions, refusal } from './core.js'
 
 interface KoaContextLike {
   req: IncomingMessage
@@ -25,7 +25,7 @@ export function appactiveKoa(
     if (!verdict.ok) {
       ctx.status = verdict.status
       ctx.set({ ...verdict.headers })
-      ctx.body = { error: { code: verdict.code, message: verdict.message } }
+      ctx.body = refusal(verdict)
       return undefined
     }
     return runWithRoute(verdict.route, () => next())

@@ -9,7 +9,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { runWithRoute } from '../../context/index.js'
-import { createProtection, type ProtectionOptions, refusalBody } from './core.js'
+import { createProtection, type ProtectionOptions, sendRefusal } from './core.js'
 
 /** Wraps a node:http handler. @throws InvalidArgumentError for malformed options. */
 export function withAppActive<Req extends IncomingMessage, Res extends ServerResponse>(
@@ -20,13 +20,7 @@ export function withAppActive<Req extends IncomingMessage, Res extends ServerRes
   return function appactiveHandler(req: Req, res: Res): unknown {
     const verdict = protection.check(req)
     if (!verdict.ok) {
-      const body = refusalBody(verdict)
-      res.writeHead(verdict.status, {
-        'content-type': 'application/json; charset=utf-8',
-        'content-length': Buffer.byteLength(body),
-        ...verdict.headers,
-      })
-      res.end(body)
+      sendRefusal(res, verdict)
       return undefined
     }
     return runWithRoute(verdict.route, () => handler(req, res))
