@@ -10,22 +10,10 @@ import { request } from 'undici'
 import { createAgent, type RoutingAgent } from '../../src/agent/index.js'
 import { appactiveKoa, appactiveMiddleware, appactivePlugin } from '../../src/bridges/http-server/index.js'
 import { currentRoute } from '../../src/context/index.js'
-import type { RuleSet } from '../../src/rules/index.js'
 import { silent } from '../helpers/agents.js'
+import { threeUnits } from '../helpers/topology.js'
 
-const ruleSet: RuleSet = {
-  version: 1,
-  units: [{ name: 'center', center: true }, { name: 'hz' }, { name: 'sh' }],
-  idSource: [{ from: 'query', name: 'uid' }],
-  transform: [{ type: 'mod', divisor: 10000 }],
-  mapping: [
-    { unit: 'center', ranges: ['0~3332'] },
-    { unit: 'hz', ranges: ['3333~6665'] },
-    { unit: 'sh', ranges: ['6666~9999'] },
-  ],
-  fence: { ranges: ['5000~5099'] },
-  fallback: 'reject',
-}
+const ruleSet = threeUnits(1, true)
 const services = { '/orders/**': 'unit', '/stock/**': 'center' } as const
 
 /** Starts an app of `framework` in `unit`; every route answers `{ unit, routeId }` read from the context. */

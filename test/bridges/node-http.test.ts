@@ -9,23 +9,9 @@ import { ServicePatterns, withAppActive } from '../../src/bridges/http-server/in
 import { currentRoute } from '../../src/context/index.js'
 import type { RuleSet } from '../../src/rules/index.js'
 import { silent } from '../helpers/agents.js'
+import { threeUnits } from '../helpers/topology.js'
 
-/** Three units: center 0~3332 (+ the center), hz 3333~6665, sh 6666~9999; 5000~5099 fenced when asked. */
-function topology(version: number, fenced = false): RuleSet {
-  return {
-    version,
-    units: [{ name: 'center', center: true }, { name: 'hz' }, { name: 'sh' }],
-    idSource: [{ from: 'query', name: 'uid' }],
-    transform: [{ type: 'mod', divisor: 10000 }],
-    mapping: [
-      { unit: 'center', ranges: ['0~3332'] },
-      { unit: 'hz', ranges: ['3333~6665'] },
-      { unit: 'sh', ranges: ['6666~9999'] },
-    ],
-    ...(fenced ? { fence: { ranges: ['5000~5099'] } } : {}),
-    fallback: 'reject',
-  }
-}
+const topology = threeUnits
 
 const services = { '/orders/**': 'unit', '/stock/*': 'center', '/catalog/**': 'normal' } as const
 

@@ -12,6 +12,7 @@ import {
   UpstreamSet,
   type UpstreamSetOptions,
 } from '../../src/gateway/upstreams.js'
+import { app as appConfig } from '../helpers/gateway.js'
 
 const timeouts = { connectMs: 1000, headersMs: 5000, bodyMs: 5000 }
 const WAIT = 5000
@@ -361,15 +362,8 @@ describe('UpstreamRegistry', () => {
     const backends = await Promise.all(['c1', 'u1'].map((n) => backend(n)))
     t.after(() => Promise.all(backends.map((b) => b.close())))
     const dead = `http://127.0.0.1:${await refusedPort()}`
-    const app = (name: string, upstreams: Record<string, string[]>): AppConfig => ({
-      name,
-      match: { hosts: [], pathPrefix: '/' },
-      upstreams,
-      unitEnabled: true,
-      fallback: undefined,
-      balance: 'round-robin',
-      healthCheck: undefined,
-    })
+    const app = (name: string, upstreams: Record<string, string[]>): AppConfig =>
+      appConfig(upstreams, { name })
     const registry = new UpstreamRegistry(
       [app('shop', { center: [backends[0]!.url], unit: [backends[1]!.url, dead] }), app('cart', {})],
       timeouts,
