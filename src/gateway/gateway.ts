@@ -52,7 +52,7 @@ export class GatewayHandler extends EventEmitter {
   readonly #log: Logger
   readonly #access: Logger | undefined
   readonly #routers = new Map<string, Router>()
-  readonly #peers = new Map<string, Pool>()
+  readonly #peers = new Map<string, { readonly pool: Pool; readonly origin: string }>()
   readonly #upgraded = new Set<Duplex>()
   readonly #peerToken: Buffer | undefined
   readonly #requests: Counter<'app' | 'unit' | 'code'>
@@ -116,10 +116,11 @@ export class GatewayHandler extends EventEmitter {
     })
     for (const [unit, u] of Object.entries(config.units)) {
       if (u.gateway !== undefined) {
-        this.#peers.set(
-          unit,
-          new Pool(new URL(u.gateway).origin, { connections: 64, keepAliveTimeout: 60_000 }),
-        )
+        const origin = new URL(u.gateway).origin
+        this.#peers.set(unit, {
+          pool: new Pool(origin, { connections: 64, keepAliveTimeout: 60_000 }),
+          origin,
+        })
       }
     }
     agent.on('applied', () => this.#rulesChanged())
@@ -232,12 +233,12 @@ export class GatewayHandler extends EventEmitter {
         )
         return undefined
       }
-      const pool = this.#peers.get(d.unit)
-      if (pool === undefined) {
+      const peer = this.#peers.get(d.unit)
+      if (peer === undefined) {
         this.#reject(res, 502, 'NO_PEER_GATEWAY', `no gateway is configured for unit ${d.unit}`)
         return undefined
       }
-      return { kind: 'peer', pool, origin: new URL(this.config.units[d.unit]!.gateway!).origin }
+      return { kind: 'peer', pool: peer.pool, origin: peer.origin }
     }
     const set = this.upstreams.get(d.app.name, d.unit)
     const instance = set?.pick()
@@ -394,7 +395,7 @@ export class GatewayHandler extends EventEmitter {
   async close(): Promise<void> {
     this.hold.close()
     for (const socket of this.#upgraded) socket.destroy()
-    await Promise.all([...this.#peers.values()].map((p) => p.close()))
+    await Promise.all([...this.#peers.values()].map((p) => p.pool.close()))
   }
 }
 
