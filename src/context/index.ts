@@ -14,6 +14,7 @@ export {
   withBaggageRouteId,
 } from './baggage.js'
 export type { HeaderGetter, HeaderRecord, HeaderSource, RawHeaders } from './header-source.js'
+export { headerValues } from './header-source.js'
 export type { HeaderSetter, MutableHeaders, RouteHeaderValues } from './headers.js'
 export {
   HOPS_HEADER,

@@ -54,8 +54,8 @@ const frameworks: Record<string, Start> = {
   },
 }
 
-async function call(base: string, path: string, method = 'GET') {
-  const res = await request(`${base}${path}`, { method: method as 'GET' })
+async function call(base: string, path: string, method = 'GET', headers: Record<string, string> = {}) {
+  const res = await request(`${base}${path}`, { method: method as 'GET', headers })
   return {
     status: res.statusCode,
     headers: res.headers,
@@ -96,6 +96,18 @@ for (const [name, start] of Object.entries(frameworks)) {
 
       const normal = await call(bases.sh!, '/catalog/x?uid=4000')
       assert.deepEqual(normal.body, { unit: 'sh', routeId: '4000' })
+
+      // A route-id header that does not decode is refused, whatever the service type; never a crash.
+      for (const bad of ['%E0%A4%A', 'x'.repeat(1000), 'a b']) {
+        for (const path of ['/orders/1?uid=4000', '/catalog/x']) {
+          const res = await call(bases.hz!, path, 'GET', { 'x-appactive-route-id': bad })
+          assert.equal(res.status, 400, `${path} with route id ${bad.slice(0, 12)}`)
+          assert.equal((res.body.error as { code: string }).code, 'APPACTIVE_NO_ROUTE_ID')
+          assert.match((res.body.error as { message: string }).message, /malformed x-appactive-route-id/)
+        }
+      }
+      const trusted = await call(bases.hz!, '/orders/1', 'GET', { 'x-appactive-route-id': '4000' })
+      assert.deepEqual(trusted.body, { unit: 'hz', routeId: '4000' }, "the gateway's header is trusted")
     })
 
     test("concurrent requests never see each other's route context", async (t) => {

@@ -7,7 +7,14 @@
  */
 import type { ServerResponse } from 'node:http'
 import type { RoutingAgent } from '../../agent/index.js'
-import { type HeaderSource, type RouteContext, readRouteHeaders, UNIT_HEADER } from '../../context/index.js'
+import {
+  type HeaderSource,
+  headerValues,
+  ROUTE_ID_HEADER,
+  type RouteContext,
+  readRouteHeaders,
+  UNIT_HEADER,
+} from '../../context/index.js'
 import type { RequestLike } from '../../rules/index.js'
 import { ServicePatterns, type ServiceType } from './patterns.js'
 
@@ -65,6 +72,16 @@ export class Protection {
   check(req: ProtectedRequest): Verdict {
     const type = this.#patterns.typeOf(req.url ?? '/')
     const hop = req.headers === undefined ? { hops: 0 } : readRouteHeaders(req.headers)
+    if (
+      this.#trust &&
+      hop.routeId === undefined &&
+      req.headers !== undefined &&
+      headerValues(req.headers, ROUTE_ID_HEADER).length > 0
+    ) {
+      // Only a caller that is not the gateway sends a route id that does not decode (repeated, too long,
+      // not visible ASCII, bad percent-encoding): refuse it rather than guess an owner.
+      return refuse(400, 'APPACTIVE_NO_ROUTE_ID', `malformed ${ROUTE_ID_HEADER} header`)
+    }
     const router = this.#agent.router
     const routeId = (this.#trust ? hop.routeId : undefined) ?? router?.extract(req)
     const route: RouteContext = Object.freeze({
