@@ -21,14 +21,18 @@ import {
 import { type RouteDecision, type Router, validateRuleSet } from '../rules/index.js'
 import { compileValidatedRouter } from '../rules/router.js'
 import { RuleCache } from './cache.js'
+import { type ChannelSettings, defaultChannels } from './default-channels.js'
 import { InflightWrites, type WriteHandle } from './inflight.js'
 import { type Clock, Lease, type LeaseState, systemClock } from './lease.js'
 import { AgentMetrics } from './metrics.js'
 import { type AgentOptions, type ResolvedAgentOptions, resolveAgentOptions } from './options.js'
 
 /** Options of `createAgent`. */
-export interface CreateAgentOptions extends AgentOptions {
-  /** Channels that deliver rule sets (file, control plane); started by `start()`. */
+export interface CreateAgentOptions extends AgentOptions, ChannelSettings {
+  /**
+   * Channels that deliver rule sets (file, control plane); started by `start()`. Default: the ones
+   * `rules` / `controlUrl` / `token` (or APPACTIVE_RULES / APPACTIVE_CONTROL_URL / APPACTIVE_TOKEN) name.
+   */
   readonly channels?: readonly RuleChannel[]
   /** prom-client registry for the agent's metrics; default: a registry of its own. */
   readonly registry?: Registry
@@ -91,7 +95,7 @@ export class RoutingAgent extends EventEmitter<AgentEvents> implements RuleSink 
     this.identity = resolveAgentOptions(options)
     this.#clock = options.clock ?? systemClock
     this.#lease = new Lease(this.#clock)
-    this.#channels = options.channels ?? []
+    this.#channels = options.channels ?? defaultChannels(options, this.identity)
     // With a leasing channel, writes wait for the first grant, even before start().
     if (this.#channels.some((c) => c.leasing)) this.#lease.enable()
     this.logger = (options.logger ?? defaultLogger()).child({

@@ -332,6 +332,9 @@ export function resolveGatewayConfig(input: unknown, options: GatewayConfigOptio
   if (!has(input, 'token') && token !== undefined && !/^[\x21-\x7e]{1,4096}$/.test(token)) {
     add('token', 'APPACTIVE_TOKEN may hold only visible ASCII characters, no spaces')
   }
+  if (rules !== undefined && URL_LIKE.test(rules) && token === undefined) {
+    add('token', `is required when rules is the control-plane URL ${rules} (or set APPACTIVE_TOKEN)`)
+  }
   checkApps(parts, apps, unit, add)
   if (parts.forwarding === 'gateway' && !has(input, 'peerToken')) {
     add('peerToken', 'is required with forwarding: gateway (peers trust hop headers only with it)')

@@ -13,7 +13,6 @@ import type { AddressInfo } from 'node:net'
 import pino, { type Logger } from 'pino'
 import { Registry } from 'prom-client'
 import { createAgent, type RoutingAgent } from '../agent/index.js'
-import { createControlChannel, createFileChannel, type RuleChannel } from '../channels/index.js'
 import { GatewayHandler } from './gateway.js'
 import { sendError } from './proxy.js'
 import type { GatewayConfig, ListenAddress } from './types.js'
@@ -54,7 +53,8 @@ export function createGateway(config: GatewayConfig, options: GatewayOptions = {
       unit: config.unit,
       app: 'gateway',
       nodeId: options.nodeId ?? `gateway-${config.unit}-${process.pid}`,
-      channels: [channelFor(config, options.nodeId ?? `gateway-${config.unit}-${process.pid}`)],
+      rules: config.rules,
+      ...(config.token !== undefined ? { token: config.token } : {}),
       logger,
       registry,
     })
@@ -146,17 +146,6 @@ export function createGateway(config: GatewayConfig, options: GatewayOptions = {
       if (options.agent === undefined) await agent.close()
     },
   }
-}
-
-function channelFor(config: GatewayConfig, nodeId: string): RuleChannel {
-  if (/^https?:\/\//.test(config.rules)) {
-    return createControlChannel({
-      url: config.rules,
-      token: config.token ?? '',
-      identity: { nodeId, app: 'gateway', unit: config.unit, pid: process.pid },
-    })
-  }
-  return createFileChannel({ path: config.rules })
 }
 
 function json(res: ServerResponse, status: number, body: unknown): void {

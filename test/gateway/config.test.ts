@@ -625,11 +625,23 @@ describe('gateway config: files on disk', () => {
 
   it('resolves a relative rules path against the config file, and keeps URLs and absolute paths', async () => {
     const load = async (rules: string) =>
-      (await loadGatewayConfig(await writeConfig(minimal({ rules })), {})).rules
+      (await loadGatewayConfig(await writeConfig(minimal({ rules })), { APPACTIVE_TOKEN: 't0k' })).rules
     assert.equal(await load('./rules'), join(dir, 'conf', 'rules'))
     assert.equal(await load('../shared/rules.yaml'), join(dir, 'shared', 'rules.yaml'))
     assert.equal(await load('/etc/appactive/rules'), '/etc/appactive/rules')
     assert.equal(await load('https://cp.example.com:7000/base'), 'https://cp.example.com:7000/base')
+  })
+
+  it('needs a token with a control-plane URL', async () => {
+    const file = await writeConfig(minimal({ rules: 'https://cp.example.com:7000' }))
+    assert.deepEqual(await issuesOfAsync(() => loadGatewayConfig(file, {})), [
+      {
+        file,
+        path: 'token',
+        message:
+          'is required when rules is the control-plane URL https://cp.example.com:7000 (or set APPACTIVE_TOKEN)',
+      },
+    ])
   })
 
   it('reads .json files as JSON', async () => {
@@ -646,7 +658,7 @@ describe('gateway config: files on disk', () => {
     await writeFile(join(dir, 'docs', 'tls', 'gateway.key'), KEY)
     const file = join(dir, 'docs', 'gateway.yaml')
     await writeFile(file, blocks[0]!)
-    const full = await loadGatewayConfig(file, {})
+    const full = await loadGatewayConfig(file, { APPACTIVE_TOKEN: 't0k' })
     assert.deepEqual(
       [full.unit, full.forwarding, full.tls?.cert, full.apps.length],
       ['hz', 'gateway', CERT, 2],
