@@ -56,3 +56,17 @@ describe('outgoing route propagation', () => {
     assert.equal(off.headers['x-appactive-route-id'], undefined)
   })
 })
+
+test('the interceptor and propagateFetch together send the route id once', async () => {
+  const stop = propagateFetch()
+  after(stop)
+  const agent = new Agent().compose(routeInterceptor())
+  after(() => agent.close())
+  const { headers } = await runWithRoute({ routeId: '77' }, async () => {
+    const res = await request(`${backend.url}/both`, { dispatcher: agent })
+    return (await res.body.json()) as { headers: Record<string, string> }
+  })
+  // node:http joins a repeated header with ", ": a second copy would show here.
+  assert.equal(headers['x-appactive-route-id'], '77')
+  assert.equal(headers.baggage, 'appactive.route-id=77')
+})

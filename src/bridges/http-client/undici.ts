@@ -8,7 +8,7 @@
  */
 import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import type { Dispatcher } from 'undici'
-import { currentRoute, injectRoute, isRouteHeader } from '../../context/index.js'
+import { currentRoute, injectRoute, isRouteHeader, ROUTE_ID_HEADER } from '../../context/index.js'
 
 type Headers = Dispatcher.DispatchOptions['headers']
 
@@ -78,9 +78,18 @@ export function propagateFetch(): () => void {
   const onCreate = (message: unknown) => {
     const { request } = message as CreatedRequest
     const raw = request.headers
-    const text = Array.isArray(raw) ? raw.join('\r\n') : raw
-    if (text.toLowerCase().includes('x-appactive-route-id:')) return
-    const baggage = /(?:^|\r\n)baggage: ?([^\r\n]*)/i.exec(text)?.[1]
+    let baggage: string | undefined
+    if (Array.isArray(raw)) {
+      // undici 7 keeps a request's headers as a flat [name, value, ...] list.
+      for (let i = 0; i + 1 < raw.length; i += 2) {
+        const name = String(raw[i]).toLowerCase()
+        if (name === ROUTE_ID_HEADER) return // set by routeInterceptor() or the caller: leave it
+        if (name === 'baggage') baggage = String(raw[i + 1])
+      }
+    } else {
+      if (raw.toLowerCase().includes(`${ROUTE_ID_HEADER}:`)) return
+      baggage = /(?:^|\r\n)baggage: ?([^\r\n]*)/i.exec(raw)?.[1]
+    }
     const route = routeHeaders(baggage)
     if (route === undefined) return
     for (const [name, value] of route) {
