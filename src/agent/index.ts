@@ -1,3 +1,5 @@
+export type { ControlPlaneRegistryOptions } from './control-registry.js'
+export { ControlPlaneRegistry } from './control-registry.js'
 export type { WriteHandle } from './inflight.js'
 export type { Clock, LeaseState } from './lease.js'
 export { Lease, systemClock } from './lease.js'

@@ -74,15 +74,23 @@ export function resolveInstances(registry: ServiceRegistry, query: TargetQuery):
   return out
 }
 
+const PLACEHOLDER = /\{unit\}|\{service\}/g
+
 /** A fixed map `service → unit → instance URLs`. */
 export class StaticRegistry implements ServiceRegistry {
   readonly #byService = new Map<string, ServiceInstance[]>()
 
   constructor(services: Readonly<Record<string, Readonly<Record<string, readonly string[]>>>>) {
     for (const [service, units] of Object.entries(services)) {
+      if (typeof units !== 'object' || units === null) {
+        throw new InvalidArgumentError(`registry entry ${service} must map units to lists of URLs`, {
+          service,
+        })
+      }
       const list: ServiceInstance[] = []
       for (const [unit, urls] of Object.entries(units)) {
-        if (!Array.isArray(urls)) {
+        // Checked here, at start-up, rather than failing on the first call that picks the bad entry.
+        if (!Array.isArray(urls) || !urls.every((u) => typeof u === 'string' && u !== '')) {
           throw new InvalidArgumentError(`registry entry ${service}.${unit} must be a list of URLs`, {
             service,
             unit,
@@ -90,7 +98,7 @@ export class StaticRegistry implements ServiceRegistry {
         }
         for (const url of urls) list.push(Object.freeze({ url, unit }))
       }
-      this.#byService.set(service, list)
+      this.#byService.set(service, Object.freeze(list) as ServiceInstance[])
     }
   }
 
@@ -106,19 +114,34 @@ export class StaticRegistry implements ServiceRegistry {
 export class TemplateRegistry implements ServiceRegistry {
   readonly #template: string
   readonly #units: readonly string[]
+  /** Per service, built once: `instances()` runs on every call. */
+  readonly #byService = new Map<string, readonly ServiceInstance[]>()
 
   constructor(template: string, units: readonly string[]) {
-    if (!template.includes('{unit}')) {
+    if (typeof template !== 'string' || !template.includes('{unit}')) {
       throw new InvalidArgumentError(`registry template ${template} has no {unit} placeholder`, { template })
     }
+    if (!Array.isArray(units) || !units.every((u) => typeof u === 'string' && u !== '')) {
+      throw new InvalidArgumentError('registry template units must be a list of unit names', { template })
+    }
     this.#template = template
-    this.#units = units
+    this.#units = [...units]
   }
 
   instances(service: string): readonly ServiceInstance[] {
-    return this.#units.map((unit) => ({
-      url: this.#template.replaceAll('{unit}', unit).replaceAll('{service}', service),
-      unit,
-    }))
+    let list = this.#byService.get(service)
+    if (list === undefined) {
+      list = Object.freeze(
+        this.#units.map((unit) =>
+          // One pass: a name that happens to contain `{unit}` or `{service}` is inserted as is.
+          Object.freeze({
+            url: this.#template.replace(PLACEHOLDER, (p) => (p === '{unit}' ? unit : service)),
+            unit,
+          }),
+        ),
+      )
+      this.#byService.set(service, list)
+    }
+    return list
   }
 }

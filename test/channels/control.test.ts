@@ -341,3 +341,55 @@ describe('control-plane channel', () => {
     assert.ok(logs.some((l) => l.includes('control plane unreachable')))
   })
 })
+
+describe('ack stream', () => {
+  test('acks travel as lines of one long-lived request, not one request each', async (t) => {
+    const s = createRuleServer({ tokens: [TOKEN], leaseMs: 2000 })
+    const seen: string[] = []
+    const http = createServer((req, res) => {
+      seen.push(`${req.method} ${req.url?.replace(/\?.*/, '')}`)
+      s.handle(req, res)
+    })
+    http.requestTimeout = 0
+    await new Promise<void>((r) => http.listen(0, '127.0.0.1', r))
+    t.after(async () => {
+      await s.close()
+      http.closeAllConnections()
+      await new Promise((r) => http.close(r))
+    })
+    const url = `http://127.0.0.1:${(http.address() as AddressInfo).port}`
+    s.publish(rules(1))
+    const agent = controlledAgent({ url, nodeId: 'n1' })
+    t.after(() => agent.close())
+    await agent.start()
+    for (const v of [2, 3, 4, 5]) {
+      s.publish(rules(v, 1999 + v))
+      assert.equal((await s.waitForAcks(v, { timeoutMs: 5000 })).ok, true)
+    }
+    assert.equal(seen.filter((r) => r === 'POST /v1/agent/acks').length, 1)
+    assert.equal(seen.filter((r) => r === 'POST /v1/agent/ack').length, 0)
+  })
+
+  test('a bad line, another node id or a replaced session ends the stream with its error', async (t) => {
+    const { s, url } = await server(t)
+    s.publish(rules(1))
+    const stream = async (session: string, body: string) => {
+      const res = await request(`${url}/v1/agent/acks`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${session}`, 'content-type': 'application/x-ndjson' },
+        body,
+      })
+      return { status: res.statusCode, json: (await res.body.text()) || undefined }
+    }
+    const first = (await register(url, 'n1')).json.session as string
+    assert.equal((await stream(first, '{"version":1}\n\n')).status, 204)
+    assert.equal(s.nodes()[0]!.appliedVersion, 1)
+    assert.equal((await stream(first, 'not json\n')).status, 400)
+    assert.equal((await stream(first, '{"version":1,"nodeId":"n2"}\n')).status, 403)
+    assert.equal((await stream(first, '{"version":9}\n')).status, 409)
+    assert.equal((await stream(first, `{"x":"${'a'.repeat(70_000)}`)).status, 413)
+    await register(url, 'n1') // replaces the session
+    assert.equal((await stream(first, '{"version":1}\n')).status, 401)
+    assert.equal((await stream('nope', '{"version":1}\n')).status, 401)
+  })
+})

@@ -4,6 +4,7 @@
  * acknowledges each applied version, reports refused ones, heartbeats to hold the lease, and reports
  * in-flight writes on fenced keys so the control plane can tell when they drained.
  */
+import { PassThrough } from 'node:stream'
 import { createParser } from 'eventsource-parser'
 import type { Logger } from 'pino'
 import { type Dispatcher, Pool } from 'undici'
@@ -33,7 +34,10 @@ export interface ControlChannelOptions {
   readonly prefix?: string
   /** `sse` (default, falls back to long-poll when the server has no stream) or `long-poll`. */
   readonly transport?: 'sse' | 'long-poll'
-  /** undici dispatcher; default: a Pool of 2 connections to the control plane. */
+  /**
+   * undici dispatcher; default: a Pool of 4 connections to the control plane (the rule stream and the
+   * ack stream each hold one for the session; calls share the rest).
+   */
   readonly dispatcher?: Dispatcher
   readonly logger?: Logger
   /** Reconnect backoff bounds; default 100 ms .. 5 s. */
@@ -81,6 +85,10 @@ export class ControlChannel implements RuleChannel {
   #reportedFenced = 0
   #failing = false
   #unsubscribe: (() => void) | undefined
+  /** The open ack stream's body (NDJSON lines), if any; see `#openAcks`. */
+  #acks: PassThrough | undefined
+  /** False once the server answered the ack stream with 404/405: it predates it; use POST /ack. */
+  #ackStreams = true
 
   constructor(options: ControlChannelOptions) {
     let url: URL
@@ -103,7 +111,7 @@ export class ControlChannel implements RuleChannel {
     this.name = `control:${url.origin}`
     this.#transport = options.transport ?? 'sse'
     this.#ownsDispatcher = options.dispatcher === undefined
-    this.#dispatcher = options.dispatcher ?? new Pool(this.#origin, { connections: 2, pipelining: 1 })
+    this.#dispatcher = options.dispatcher ?? new Pool(this.#origin, { connections: 4, pipelining: 1 })
     this.#log = options.logger?.child({ channel: this.name })
     this.#minMs = options.backoff?.minMs ?? 100
     this.#maxMs = options.backoff?.maxMs ?? 5000
@@ -136,9 +144,12 @@ export class ControlChannel implements RuleChannel {
     const sink = this.#sink!
     const fenced = sink.inflightFenced()
     this.#reportedFenced = fenced
-    this.#post('/ack', { version, inflightFenced: fenced }).catch((err) =>
-      this.#log?.warn({ err: errText(err), version }, 'ack failed; the next heartbeat carries the version'),
-    )
+    const ack = { version, inflightFenced: fenced }
+    if (!this.#writeAck(ack)) {
+      this.#post('/ack', ack).catch((err) =>
+        this.#log?.warn({ err: errText(err), version }, 'ack failed; the next heartbeat carries the version'),
+      )
+    }
     // A lease that is not running is granted only once in sync: ask again right away.
     if (!sink.leaseValid()) this.#scheduleHeartbeat(0)
   }
@@ -148,6 +159,7 @@ export class ControlChannel implements RuleChannel {
     this.#closed = true
     this.#unsubscribe?.()
     clearTimeout(this.#heartbeatTimer)
+    this.#acks?.end()
     this.#abort.abort()
     if (this.#session !== undefined) {
       await this.#call('DELETE', '/session', undefined).catch(() => {})
@@ -162,6 +174,7 @@ export class ControlChannel implements RuleChannel {
       const r = (await this.#call('POST', '/register', body, this.#options.token)) as RegisterResponse
       this.#session = r.session
       this.#heartbeatMs = r.heartbeatMs
+      this.#openAcks(r.session)
       this.#log?.info(
         { latestVersion: r.latestVersion, version: this.#sink!.version },
         'registered with the control plane',
@@ -170,6 +183,50 @@ export class ControlChannel implements RuleChannel {
       this.#registering = undefined
     })
     return this.#registering
+  }
+
+  /**
+   * Opens the ack stream of a session: one long-lived chunked `POST /acks` whose body is one JSON line
+   * per acknowledged version. An ack then costs one small write on each side instead of an HTTP
+   * exchange, which is what bounds propagation at 1,000 agents. When the stream is down (server
+   * restarted, session replaced), acks go by `POST /ack` until the next registration opens a new one;
+   * a lost line is repaired by the next heartbeat, which carries the version too.
+   */
+  #openAcks(session: string): void {
+    this.#acks?.end()
+    this.#acks = undefined
+    if (!this.#ackStreams || this.#closed) return
+    const body = new PassThrough()
+    this.#acks = body
+    const done = () => {
+      if (this.#acks === body) this.#acks = undefined
+      body.destroy()
+    }
+    this.#dispatcher
+      .request({
+        origin: this.#origin,
+        path: `${this.#prefix}/acks`,
+        method: 'POST',
+        headers: { authorization: `Bearer ${session}`, 'content-type': 'application/x-ndjson' },
+        body,
+        signal: this.#abort.signal,
+        headersTimeout: 0,
+        bodyTimeout: 0,
+      })
+      .then(async (res) => {
+        await res.body.dump()
+        if (res.statusCode === 404 || res.statusCode === 405) this.#ackStreams = false
+      })
+      .catch(() => {})
+      .finally(done)
+  }
+
+  /** Writes an ack on the open stream; false when there is none. */
+  #writeAck(ack: { version: number; inflightFenced: number }): boolean {
+    const body = this.#acks
+    if (body === undefined || body.destroyed || body.writableEnded) return false
+    body.write(`${JSON.stringify(ack)}\n`)
+    return true
   }
 
   /** The delivery loop: stream (or poll), reconnecting with backoff. */

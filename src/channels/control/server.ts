@@ -12,7 +12,7 @@ import { InvalidArgumentError, type RuleIssue } from '../../errors/index.js'
 import { assertRuleSet, type RuleSet } from '../../rules/index.js'
 import { bearer, HttpError, intField, readJson, send, sendError, TokenSet, textField } from './http-util.js'
 import { type NodeRecord, NodeTable, type NodeView, type WaitResult } from './node-table.js'
-import { DEFAULT_PREFIX, MAX_AGENT_BODY_BYTES } from './protocol.js'
+import { DEFAULT_PREFIX, MAX_AGENT_BODY_BYTES, type RegistryResponse } from './protocol.js'
 
 /** Options of `createRuleServer`. */
 export interface RuleServerOptions {
@@ -74,6 +74,8 @@ export class RuleServer extends EventEmitter<RuleServerEvents> {
   readonly #table: NodeTable
   readonly #streams = new Map<ServerResponse, NodeRecord>()
   readonly #polls = new Set<Poll>()
+  /** Open ack streams, and how to end each (with a 503 when the server closes). */
+  readonly #ackStreams = new Map<ServerResponse, (err?: HttpError) => void>()
   readonly #keepAlive: NodeJS.Timeout
   #server: Server | undefined
 
@@ -165,6 +167,8 @@ export class RuleServer extends EventEmitter<RuleServerEvents> {
         send(res, 404, { error: { code: 'NOT_FOUND', message: 'no such endpoint' } })
     })
     server.keepAliveTimeout = 65_000
+    // Ack streams are requests that last as long as a session: no whole-request deadline.
+    server.requestTimeout = 0
     this.#server = server
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)
@@ -193,22 +197,18 @@ export class RuleServer extends EventEmitter<RuleServerEvents> {
     query: URLSearchParams,
   ): Promise<void> {
     if (route === 'POST /register') return this.#register(req, res)
+    if (route === 'GET /registry') return this.#registry(req, res, query)
     const rec = this.#session(req)
     switch (route) {
       case 'GET /stream':
         return this.#stream(req, res, rec)
       case 'GET /rules':
         return this.#poll(res, rec, query)
-      case 'POST /ack': {
-        const body = await readJson(req, MAX_AGENT_BODY_BYTES)
-        this.#checkNode(body, rec)
-        const version = intField(body, 'version', -1)!
-        if (version > this.latestVersion)
-          throw new HttpError(409, 'UNKNOWN_VERSION', `version ${version} was never published`)
-        this.#table.ack(rec, version, intField(body, 'inflightFenced', 0, true))
-        this.emit('ack', rec.nodeId, version)
+      case 'POST /ack':
+        this.#ack(rec, await readJson(req, MAX_AGENT_BODY_BYTES))
         return send(res, 204)
-      }
+      case 'POST /acks':
+        return this.#ackStream(req, res, rec)
       case 'POST /heartbeat': {
         const body = await readJson(req, MAX_AGENT_BODY_BYTES)
         this.#checkNode(body, rec)
@@ -241,6 +241,67 @@ export class RuleServer extends EventEmitter<RuleServerEvents> {
     }
   }
 
+  /** Records one acknowledgement. @throws HttpError 403 (another node's), 409 (never published) */
+  #ack(rec: NodeRecord, body: Record<string, unknown>): void {
+    this.#checkNode(body, rec)
+    const version = intField(body, 'version', -1)!
+    if (version > this.latestVersion)
+      throw new HttpError(409, 'UNKNOWN_VERSION', `version ${version} was never published`)
+    this.#table.ack(rec, version, intField(body, 'inflightFenced', 0, true))
+    this.emit('ack', rec.nodeId, version)
+  }
+
+  /**
+   * The ack stream of a session: a long-lived chunked request whose body is one JSON ack per line
+   * (newline-delimited). Each line is handled as `POST /ack`; the answer (204) comes when the agent ends
+   * the body. A bad line, an over-long line or a replaced session ends the stream with its error.
+   */
+  #ackStream(req: IncomingMessage, res: ServerResponse, rec: NodeRecord): Promise<void> {
+    const session = rec.session
+    return new Promise<void>((resolve) => {
+      let buffered = ''
+      const finish = (err?: HttpError) => {
+        req.removeAllListeners('data')
+        this.#ackStreams.delete(res)
+        if (err !== undefined) {
+          sendError(res, err)
+          req.resume()
+        } else if (!res.headersSent) send(res, 204)
+        resolve()
+      }
+      this.#ackStreams.set(res, finish)
+      req.setEncoding('utf8')
+      req.on('data', (chunk: string) => {
+        buffered += chunk
+        let nl = buffered.indexOf('\n')
+        while (nl !== -1) {
+          const line = buffered.slice(0, nl)
+          buffered = buffered.slice(nl + 1)
+          nl = buffered.indexOf('\n')
+          if (line.trim() === '') continue
+          if (this.#table.bySession(session) !== rec) {
+            return finish(new HttpError(401, 'UNAUTHORIZED', 'missing, wrong or replaced session token'))
+          }
+          try {
+            this.#ack(rec, parseLine(line))
+          } catch (err) {
+            return finish(err instanceof HttpError ? err : new HttpError(400, 'BAD_BODY', String(err)))
+          }
+        }
+        if (buffered.length > MAX_AGENT_BODY_BYTES) {
+          finish(
+            new HttpError(413, 'BODY_TOO_LARGE', `an ack line is longer than ${MAX_AGENT_BODY_BYTES} bytes`),
+          )
+        }
+      })
+      req.once('end', () => finish())
+      res.once('close', () => {
+        this.#ackStreams.delete(res)
+        resolve()
+      })
+    })
+  }
+
   async #register(req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (!this.#tokens.has(bearer(req)))
       throw new HttpError(401, 'UNAUTHORIZED', 'missing or wrong bearer token')
@@ -261,6 +322,34 @@ export class RuleServer extends EventEmitter<RuleServerEvents> {
       heartbeatMs: this.heartbeatMs,
       latestVersion: this.latestVersion,
     })
+  }
+
+  /**
+   * Who serves `app`, for service clients (`ControlPlaneRegistry`). Read-only, so either credential
+   * will do: the shared agent token (checked in constant time) or the session of any live node.
+   * @throws HttpError 401 / 400
+   */
+  #registry(req: IncomingMessage, res: ServerResponse, query: URLSearchParams): void {
+    const token = bearer(req)
+    if (!this.#tokens.has(token) && (token === undefined || this.#table.bySession(token) === undefined))
+      throw new HttpError(401, 'UNAUTHORIZED', 'missing or wrong bearer token')
+    const app = query.get('app')
+    if (app === null || !NAME.test(app)) throw new HttpError(400, 'BAD_QUERY', 'app must be an app name')
+    const body: RegistryResponse = {
+      nodes: this.#table
+        .list()
+        .filter((n) => n.app === app)
+        .map((n) => ({
+          nodeId: n.nodeId,
+          app: n.app,
+          unit: n.unit,
+          ...(n.address === undefined ? {} : { address: n.address }),
+          version: n.appliedVersion,
+          // A node that left is no longer listed; one that stopped heartbeating is listed as unhealthy.
+          healthy: !n.lapsed,
+        })),
+    }
+    send(res, 200, body)
   }
 
   /** The node of a session token. @throws HttpError 401 */
@@ -348,6 +437,9 @@ export class RuleServer extends EventEmitter<RuleServerEvents> {
     clearInterval(this.#keepAlive)
     this.#table.close()
     for (const res of this.#streams.keys()) res.end()
+    for (const finish of [...this.#ackStreams.values()]) {
+      finish(new HttpError(503, 'SHUTTING_DOWN', 'the control plane is shutting down'))
+    }
     for (const poll of [...this.#polls]) this.#endPoll(poll, 503)
     const server = this.#server
     if (server) {
@@ -355,4 +447,18 @@ export class RuleServer extends EventEmitter<RuleServerEvents> {
       await new Promise<void>((resolve) => server.close(() => resolve()))
     }
   }
+}
+
+/** One line of an ack stream as a JSON object. @throws HttpError 400 */
+function parseLine(line: string): Record<string, unknown> {
+  let value: unknown
+  try {
+    value = JSON.parse(line)
+  } catch {
+    throw new HttpError(400, 'BAD_JSON', 'an ack line is not valid JSON')
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new HttpError(400, 'BAD_BODY', 'an ack line must be a JSON object')
+  }
+  return value as Record<string, unknown>
 }
