@@ -95,7 +95,13 @@ class Worker extends EventEmitter<{ message: [FromWorker] }> {
     super()
     const path = fileURLToPath(new URL('./lib/propagation-worker.ts', import.meta.url))
     this.#child = fork(path, [], {
-      execArgv: ['--import', 'tsx'],
+      execArgv: [
+        '--import',
+        'tsx',
+        ...(process.env.APPACTIVE_BENCH_CPU_PROF
+          ? ['--cpu-prof', `--cpu-prof-dir=${process.env.APPACTIVE_BENCH_CPU_PROF}`]
+          : []),
+      ],
       stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
     })
     this.#child.on('message', (m: FromWorker) => {

@@ -86,12 +86,14 @@ export class Router {
   readonly #extract: Extractor
   readonly #labels: Map<string, number> | null
   readonly #fenceOnly: Set<string> | null
-  readonly #dense: Uint16Array | null
+  /** Slot per key for key spaces below DENSE_LIMIT, built at the first lookup (undefined until then). */
+  #dense: Uint16Array | null | undefined
   readonly #los: Float64Array
   readonly #his: Float64Array
   readonly #vals: Uint16Array
   readonly #fallbackSlot: number
-  readonly #interned: Array<RouteDecision | undefined> | null
+  /** One frozen decision per key in small key spaces, allocated at the first `route()`. */
+  #interned: Array<RouteDecision | undefined> | null | undefined
 
   /** @internal use compileRouter */
   constructor(ruleSet: RuleSet, options: RouterOptions) {
@@ -137,20 +139,14 @@ export class Router {
     this.#labels = labels
     this.#fenceOnly = fenceOnly
 
+    // The segments always; the per-key tables only once the router is used. A process compiles each
+    // version once, but one hosting many agents (or per-app routers) should not pay for tables it never reads.
     const segments = segmentsOf(owned, fenceRanges)
-    if (this.maxKey < DENSE_LIMIT) {
-      const table = new Uint16Array(this.maxKey + 1)
-      for (const s of segments) table.fill(s.val, s.lo, s.hi + 1)
-      this.#dense = table
-      this.#los = this.#his = new Float64Array(0)
-      this.#vals = new Uint16Array(0)
-    } else {
-      this.#dense = null
-      this.#los = Float64Array.from(segments, (s) => s.lo)
-      this.#his = Float64Array.from(segments, (s) => s.hi)
-      this.#vals = Uint16Array.from(segments, (s) => s.val)
-    }
-    this.#interned = this.maxKey < INTERN_LIMIT ? new Array(this.maxKey + 1) : null
+    this.#los = Float64Array.from(segments, (s) => s.lo)
+    this.#his = Float64Array.from(segments, (s) => s.hi)
+    this.#vals = Uint16Array.from(segments, (s) => s.val)
+    this.#dense = this.maxKey < DENSE_LIMIT ? undefined : null
+    this.#interned = this.maxKey < INTERN_LIMIT ? undefined : null
     Object.freeze(this)
   }
 
@@ -171,7 +167,8 @@ export class Router {
 
   /** The slot (unit + 1 | fenced) of a key, 0 when no unit owns it. */
   #slotOfKey(key: number): number {
-    const dense = this.#dense
+    let dense = this.#dense
+    if (dense === undefined) dense = this.#dense = this.#denseTable()
     if (dense !== null) return dense[key]!
     const los = this.#los
     let lo = 0
@@ -182,6 +179,13 @@ export class Router {
       else hi = mid - 1
     }
     return hi >= 0 && key <= this.#his[hi]! ? this.#vals[hi]! : 0
+  }
+
+  #denseTable(): Uint16Array {
+    const table = new Uint16Array(this.maxKey + 1)
+    const los = this.#los
+    for (let i = 0; i < los.length; i++) table.fill(this.#vals[i]!, los[i]!, this.#his[i]! + 1)
+    return table
   }
 
   /**
@@ -230,7 +234,8 @@ export class Router {
   /** Decides where `rawId` goes. O(1) for key spaces up to 10^6, O(log n) otherwise. */
   route(rawId: string | null | undefined): RouteDecision {
     const code = this.#fenceOnly === null ? this.#lookup(rawId) : this.lookup(rawId)
-    const interned = this.#interned
+    let interned = this.#interned
+    if (interned === undefined) interned = this.#interned = new Array(this.maxKey + 1)
     // Decisions are immutable values: in small key spaces one frozen object per key is reused.
     if (interned !== null && code >>> 16 === 0) {
       const hit = interned[lastKey[0]! | 0] // a range hit: an integer key below 65,536
@@ -249,7 +254,8 @@ export class Router {
       key = Number.isFinite(k) ? ((k | 0) === k ? k | 0 : k) : null
     }
     const decision: RouteDecision = { unit: this.unitAt(code), key, fenced, reason }
-    if (this.#interned !== null && reason === 'range') this.#interned[key!] = Object.freeze(decision)
+    const interned = this.#interned
+    if (interned != null && reason === 'range') interned[key!] = Object.freeze(decision)
     return decision
   }
 
