@@ -36,6 +36,16 @@ export const ErrorCodes = {
     retryable: true,
     summary: 'no healthy provider in the target unit',
   },
+  APPACTIVE_REPLICATION_TIMEOUT: {
+    httpStatus: 504,
+    retryable: true,
+    summary: "a unit's database did not catch up within the timeout",
+  },
+  APPACTIVE_PROBE_UNREACHABLE: {
+    httpStatus: 503,
+    retryable: true,
+    summary: "a replication probe cannot query a unit's database",
+  },
   APPACTIVE_INVALID_ARGUMENT: {
     httpStatus: 500,
     retryable: false,
@@ -119,10 +129,11 @@ export class WrongUnitError extends AppActiveError {
 /** A center service was called in a unit that is not the center. */
 export class NotCenterError extends AppActiveError {
   readonly center: string
-  constructor(center: string, unit: string) {
+  constructor(center: string, unit: string, details: Record<string, unknown> = {}) {
     super('APPACTIVE_NOT_CENTER', `this service runs only in the center unit ${center}, not in ${unit}`, {
       center,
       unit,
+      ...details,
     })
     this.center = center
   }
@@ -182,6 +193,35 @@ export class RuleInvalidError extends AppActiveError {
 export class NoProviderError extends AppActiveError {
   constructor(service: string, unit: string) {
     super('APPACTIVE_NO_PROVIDER', `no provider of ${service} in unit ${unit}`, { service, unit })
+  }
+}
+
+/**
+ * The target unit's database did not apply a source position within the timeout
+ * (`APPACTIVE_REPLICATION_TIMEOUT`). A cut-over rolls back; the same wait may succeed later.
+ */
+export class ReplicationTimeoutError extends AppActiveError {
+  constructor(source: string, target: string, timeoutMs: number, details: Record<string, unknown> = {}) {
+    super(
+      'APPACTIVE_REPLICATION_TIMEOUT',
+      `unit ${target} did not apply the replication position of unit ${source} within ${timeoutMs} ms`,
+      { source, target, timeoutMs, ...details },
+    )
+  }
+}
+
+/**
+ * A replication probe could not get an answer from one unit's database (`APPACTIVE_PROBE_UNREACHABLE`):
+ * it cannot connect, or the query failed. The message names the unit and the database.
+ */
+export class ProbeUnreachableError extends AppActiveError {
+  constructor(unit: string, database: string, reason: string, options?: ErrorOptions) {
+    super(
+      'APPACTIVE_PROBE_UNREACHABLE',
+      `replication probe cannot query database ${database} of unit ${unit}: ${reason}`,
+      { unit, database, reason },
+      options,
+    )
   }
 }
 

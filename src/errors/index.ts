@@ -9,6 +9,8 @@ export {
   NoProviderError,
   NoRouteIdError,
   NotCenterError,
+  ProbeUnreachableError,
+  ReplicationTimeoutError,
   RuleInvalidError,
   WrongUnitError,
 } from './errors.js'

@@ -12,6 +12,8 @@ import {
   NoProviderError,
   NoRouteIdError,
   NotCenterError,
+  ProbeUnreachableError,
+  ReplicationTimeoutError,
   RuleInvalidError,
   WrongUnitError,
 } from '../../src/errors/index.js'
@@ -27,6 +29,8 @@ const samples = (): AppActiveError[] => [
   new LeaseExpiredError({ agent: 'a1' }),
   new RuleInvalidError([{ path: 'version', message: 'version cannot be negative' }]),
   new NoProviderError('orders', 'unit'),
+  new ReplicationTimeoutError('hz', 'sh', 5000, { applied: '0-1-41' }),
+  new ProbeUnreachableError('sh', 'mariadb://127.0.0.1:3307/test', 'ECONNREFUSED'),
   new InvalidArgumentError('bad option', { option: 'localUnit' }),
 ]
 
