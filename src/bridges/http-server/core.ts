@@ -7,6 +7,7 @@
  */
 import type { ServerResponse } from 'node:http'
 import type { RoutingAgent } from '../../agent/index.js'
+import { checkProvider } from '../../agent/protection.js'
 import {
   type HeaderSource,
   headerValues,
@@ -15,6 +16,7 @@ import {
   readRouteHeaders,
   UNIT_HEADER,
 } from '../../context/index.js'
+import { ErrorCodes } from '../../errors/index.js'
 import type { RequestLike } from '../../rules/index.js'
 import { ServicePatterns, type ServiceType } from './patterns.js'
 
@@ -72,75 +74,25 @@ export class Protection {
   check(req: ProtectedRequest): Verdict {
     const type = this.#patterns.typeOf(req.url ?? '/')
     const hop = req.headers === undefined ? { hops: 0 } : readRouteHeaders(req.headers)
-    if (
+    // A route-id header that does not decode: only a caller that is not the gateway sends one.
+    const malformed =
       this.#trust &&
       hop.routeId === undefined &&
       req.headers !== undefined &&
       headerValues(req.headers, ROUTE_ID_HEADER).length > 0
-    ) {
-      // Only a caller that is not the gateway sends a route id that does not decode (repeated, too long,
-      // not visible ASCII, bad percent-encoding): refuse it rather than guess an owner.
-      return refuse(400, 'APPACTIVE_NO_ROUTE_ID', `malformed ${ROUTE_ID_HEADER} header`)
-    }
-    const router = this.#agent.router
-    const routeId = (this.#trust ? hop.routeId : undefined) ?? router?.extract(req)
-    const route: RouteContext = Object.freeze({
-      routeId,
+    const verdict = checkProvider(this.#agent, {
+      type,
+      write: !SAFE.has(req.method ?? 'GET'),
+      routeId: (this.#trust ? hop.routeId : undefined) ?? this.#agent.router?.extract(req),
       hops: hop.hops,
-      ...(hop.unit !== undefined && this.#trust ? { unit: hop.unit } : {}),
-      ...(router !== undefined ? { ruleVersion: router.version } : {}),
+      unit: this.#trust ? hop.unit : undefined,
+      malformed: malformed ? `${ROUTE_ID_HEADER} header` : undefined,
     })
-    if (type === 'normal') return { ok: true, type, route }
-    const unit = this.#agent.identity.unit
-    if (router === undefined) {
-      return refuse(503, 'APPACTIVE_LEASE_EXPIRED', 'this service has no rule set yet', {
-        'retry-after': this.#retryAfter,
-      })
-    }
-    if (type === 'center') {
-      if (router.centerUnit === unit) return { ok: true, type, route }
-      return refuse(
-        421,
-        'APPACTIVE_NOT_CENTER',
-        `this service runs only in the center unit ${router.centerUnit}`,
-        {
-          [UNIT_HEADER]: router.centerUnit,
-        },
-      )
-    }
-    if (routeId === undefined || routeId === '') {
-      return refuse(400, 'APPACTIVE_NO_ROUTE_ID', 'this unit service needs a route id')
-    }
-    const code = router.lookup(routeId)
-    const owner = router.unitAt(code)
-    if (owner === null) {
-      return refuse(
-        400,
-        'APPACTIVE_NO_ROUTE_ID',
-        `route id is not usable (${router.reasonAt(code)}) and the fallback rejects it`,
-      )
-    }
-    if (owner !== unit) {
-      return refuse(
-        421,
-        'APPACTIVE_WRONG_UNIT',
-        `route id ${routeId} belongs to unit ${owner}, not ${unit}`,
-        {
-          [UNIT_HEADER]: owner,
-        },
-      )
-    }
-    if (router.fencedAt(code) && !SAFE.has(req.method ?? 'GET')) {
-      return refuse(
-        503,
-        'APPACTIVE_FENCED',
-        `route id ${routeId} is being moved between units; retry shortly`,
-        {
-          'retry-after': this.#retryAfter,
-        },
-      )
-    }
-    return { ok: true, type, route }
+    if (verdict.ok) return verdict
+    const headers: Record<string, string> = {}
+    if (verdict.unit !== undefined) headers[UNIT_HEADER] = verdict.unit
+    if (verdict.retryable) headers['retry-after'] = this.#retryAfter
+    return refuse(ErrorCodes[verdict.code].httpStatus, verdict.code, verdict.message, headers)
   }
 }
 
