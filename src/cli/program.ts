@@ -3,6 +3,7 @@
  * ...` on stderr and end with exit code 2 (see `Output.fail`), help goes to stdout.
  */
 import { Command } from 'commander'
+import { addControlCommand } from './commands/control.js'
 import { addDiffCommand } from './commands/diff.js'
 import { addExportCommand } from './commands/export.js'
 import { addGatewayCommand } from './commands/gateway.js'
@@ -35,6 +36,7 @@ export function buildProgram(ctx: CommandContext, io: CliIO): Command {
     .addHelpText('after', examples('appactive route --rules rules.yaml 42'))
   addRouteCommand(program, ctx)
   addGatewayCommand(program, ctx)
+  addControlCommand(program, ctx)
   const rules = program
     .command('rules')
     .description('validate, diff, import and export rule sets')

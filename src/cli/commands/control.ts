@@ -1,0 +1,95 @@
+/**
+ * `appactive control [--listen HOST:PORT] [--store URL] [--tokens FILE]`: runs the control plane (REST
+ * API, agent channel, store) until SIGTERM or SIGINT. It refuses to start without an admin and an agent
+ * token, and exits 1 with the store's name when the store cannot be opened or reached.
+ */
+import type { Command } from 'commander'
+import pino from 'pino'
+import {
+  ControlError,
+  checkTokenConfig,
+  createControlPlane,
+  DEFAULT_STORE_URL,
+  loadTokenConfig,
+  openStore,
+} from '../../control/index.js'
+import type { CommandContext } from '../context.js'
+import { examples } from '../options.js'
+import { CliError, usageError } from '../output.js'
+
+interface ControlOptions {
+  readonly listen: string
+  readonly store: string
+  readonly tokens?: string
+}
+
+/** `HOST:PORT`, `[::1]:PORT` or `:PORT` (loopback). */
+function parseListen(value: string): { host: string; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(value)
+  const port = Number(m?.[3])
+  if (!m || port > 65535)
+    throw usageError(`--listen must be HOST:PORT (e.g. 127.0.0.1:7070), got ${JSON.stringify(value)}`)
+  return { host: m[1] ?? (m[2] || '127.0.0.1'), port }
+}
+
+/** Control-plane errors keep their code on the way out (`appactive: STORE_UNAVAILABLE: ...`). */
+function asCliError(err: unknown): unknown {
+  return err instanceof ControlError ? new CliError(err.code, err.message) : err
+}
+
+/** Registers `control`. */
+export function addControlCommand(program: Command, ctx: CommandContext): void {
+  program
+    .command('control')
+    .description('run the control plane: REST API (/openapi.json), agent channel, rule history, operations')
+    .option('-l, --listen <host:port>', 'address to serve on', '127.0.0.1:7070')
+    .option(
+      '-s, --store <url>',
+      'sqlite:PATH or postgres://USER@HOST:PORT/DB[?schema=NAME]',
+      DEFAULT_STORE_URL,
+    )
+    .option(
+      '-t, --tokens <file>',
+      'API and agent tokens (JSON or YAML); APPACTIVE_*_TOKEN variables add to it',
+    )
+    .addHelpText(
+      'after',
+      examples(
+        'appactive control --listen 127.0.0.1:7070 --store sqlite:./appactive.db --tokens tokens.yaml',
+        'appactive control --store postgres://appactive@db:5432/ops?schema=appactive',
+      ),
+    )
+    .action(async (opts: ControlOptions) => {
+      const listen = parseListen(opts.listen)
+      try {
+        // Tokens first: a control plane that would run open never touches the store.
+        const tokens = await loadTokenConfig(opts.tokens)
+        checkTokenConfig(tokens)
+        const logger = pino(
+          { name: 'appactive-control', level: process.env.APPACTIVE_LOG_LEVEL ?? 'info' },
+          pino.destination(2),
+        )
+        const store = await openStore(opts.store)
+        try {
+          const cp = await createControlPlane({ store, tokens, listen, logger })
+          const { url } = await cp.listen().catch(async (err: unknown) => {
+            await cp.close()
+            throw err
+          })
+          ctx.out.line(
+            `appactive control plane on ${url} (store ${store.location}, rule set version ${cp.rules.latestVersion})`,
+          )
+          const signal = await new Promise<string>((resolve) => {
+            process.once('SIGTERM', () => resolve('SIGTERM'))
+            process.once('SIGINT', () => resolve('SIGINT'))
+          })
+          logger.info({ signal }, 'shutting down')
+          await cp.close()
+        } finally {
+          await store.close()
+        }
+      } catch (err) {
+        throw asCliError(err)
+      }
+    })
+}
