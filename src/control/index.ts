@@ -39,6 +39,8 @@ export type {
   TopologyUnit,
 } from './model.js'
 export { canTransition, TERMINAL_STATES } from './model.js'
+export type { CatchUpProbe, OrchestratorOptions, ProbeFactory } from './orchestrator.js'
+export { CutoverOrchestrator, createOrchestrator } from './orchestrator.js'
 export type {
   AbortRequest,
   Orchestrator,

@@ -9,6 +9,7 @@ import {
   ControlError,
   checkTokenConfig,
   createControlPlane,
+  createOrchestrator,
   DEFAULT_STORE_URL,
   loadTokenConfig,
   openStore,
@@ -16,6 +17,7 @@ import {
 import type { CommandContext } from '../context.js'
 import { examples } from '../options.js'
 import { CliError, usageError } from '../output.js'
+import { probeFromConfig } from '../probes.js'
 
 interface ControlOptions {
   readonly listen: string
@@ -71,7 +73,13 @@ export function addControlCommand(program: Command, ctx: CommandContext): void {
         )
         const store = await openStore(opts.store)
         try {
-          const cp = await createControlPlane({ store, tokens, listen, logger })
+          const cp = await createControlPlane({
+            store,
+            tokens,
+            listen,
+            logger,
+            orchestrator: createOrchestrator({ probes: (config) => probeFromConfig(config) }),
+          })
           const { url } = await cp.listen().catch(async (err: unknown) => {
             await cp.close()
             throw err
