@@ -15,6 +15,7 @@ import {
   openStore,
 } from '../../control/index.js'
 import type { CommandContext } from '../context.js'
+import { parseDuration } from '../../agent/index.js'
 import { examples } from '../options.js'
 import { CliError, usageError } from '../output.js'
 import { probeFromConfig } from '../probes.js'
@@ -23,6 +24,7 @@ interface ControlOptions {
   readonly listen: string
   readonly store: string
   readonly tokens?: string
+  readonly lease: string
 }
 
 /** `HOST:PORT`, `[::1]:PORT` or `:PORT` (loopback). */
@@ -54,6 +56,11 @@ export function addControlCommand(program: Command, ctx: CommandContext): void {
       '-t, --tokens <file>',
       'API and agent tokens (JSON or YAML); APPACTIVE_*_TOKEN variables add to it',
     )
+    .option(
+      '--lease <duration>',
+      'agent lease per heartbeat (500ms, 10s...): how long a silent agent keeps writing',
+      '10s',
+    )
     .addHelpText(
       'after',
       examples(
@@ -63,6 +70,9 @@ export function addControlCommand(program: Command, ctx: CommandContext): void {
     )
     .action(async (opts: ControlOptions) => {
       const listen = parseListen(opts.listen)
+      const leaseMs = parseDuration(opts.lease)
+      if (leaseMs === undefined || leaseMs < 200 || leaseMs > 600_000)
+        throw usageError(`--lease must be a duration from 200ms to 10m, got ${JSON.stringify(opts.lease)}`)
       try {
         // Tokens first: a control plane that would run open never touches the store.
         const tokens = await loadTokenConfig(opts.tokens)
@@ -78,6 +88,7 @@ export function addControlCommand(program: Command, ctx: CommandContext): void {
             tokens,
             listen,
             logger,
+            leaseMs,
             orchestrator: createOrchestrator({ probes: (config) => probeFromConfig(config) }),
           })
           const { url } = await cp.listen().catch(async (err: unknown) => {
