@@ -9,6 +9,7 @@
 // Each data directory is made once and copied (cp -a is ten times faster than a second initdb), the
 // servers skip fsync, and MariaDB and PostgreSQL come up side by side. Servers are stopped and the temp
 // dirs removed by stop(), and, as a fallback, when the test process exits.
+
 import { type ChildProcess, execFile, spawn } from 'node:child_process'
 import { once } from 'node:events'
 import {
@@ -29,6 +30,7 @@ import { promisify } from 'node:util'
 import type { PoolOptions } from 'mysql2/promise'
 import type { PoolConfig } from 'pg'
 import { MARKER_TABLE, markerTableSql } from '../../src/bridges/db/replication/index.js'
+import { freePorts } from './ports.js'
 
 const run = promisify(execFile)
 const READY_TIMEOUT_MS = 20_000
@@ -189,22 +191,6 @@ function postgresIds(): { uid?: number; gid?: number } {
     pgIds = { uid: Number(uid), gid: Number(gid) }
   }
   return pgIds
-}
-
-/** `count` distinct free TCP ports on 127.0.0.1 (held together while allocated, so they differ). */
-export async function freePorts(count: number): Promise<number[]> {
-  const servers: Server[] = []
-  try {
-    for (let i = 0; i < count; i++) {
-      const s = createServer()
-      servers.push(s)
-      s.listen(0, '127.0.0.1')
-      await once(s, 'listening')
-    }
-    return servers.map((s) => (s.address() as { port: number }).port)
-  } finally {
-    await Promise.all(servers.map((s) => new Promise((r) => s.close(r))))
-  }
 }
 
 /** Retries `attempt` until it succeeds; fails early with the log's tail when the server has exited. */

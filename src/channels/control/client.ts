@@ -89,6 +89,8 @@ export class ControlChannel implements RuleChannel {
   #acks: PassThrough | undefined
   /** False once the server answered the ack stream with 404/405: it predates it; use POST /ack. */
   #ackStreams = true
+  /** Ends the rule stream's reconnect backoff early (set while it sleeps). */
+  #wake: (() => void) | undefined
 
   constructor(options: ControlChannelOptions) {
     let url: URL
@@ -175,6 +177,8 @@ export class ControlChannel implements RuleChannel {
       this.#session = r.session
       this.#heartbeatMs = r.heartbeatMs
       this.#openAcks(r.session)
+      // The control plane is back: reconnect the rule stream now, not when its backoff ends.
+      this.#wake?.()
       this.#log?.info(
         { latestVersion: r.latestVersion, version: this.#sink!.version },
         'registered with the control plane',
@@ -257,8 +261,12 @@ export class ControlChannel implements RuleChannel {
         )
       }
       if (this.#closed) return
-      await sleep(delay * (0.75 + Math.random() * 0.5), this.#abort.signal)
-      delay = Math.min(this.#maxMs, delay * 2)
+      const woken = await new Promise<boolean>((resolve) => {
+        this.#wake = () => resolve(true)
+        void sleep(delay * (0.75 + Math.random() * 0.5), this.#abort.signal).then(() => resolve(false))
+      })
+      this.#wake = undefined
+      delay = woken ? this.#minMs : Math.min(this.#maxMs, delay * 2)
     }
   }
 
