@@ -22,13 +22,8 @@ import {
   ReplicationTimeoutError,
 } from '../../../src/bridges/db/replication/index.js'
 import { InvalidArgumentError } from '../../../src/errors/index.js'
-import {
-  freePorts,
-  MARIADB_BIN,
-  needsBinaries,
-  POSTGRES_BIN,
-  startReplication,
-} from '../../helpers/replication.js'
+import { freePorts } from '../../helpers/ports.js'
+import { MARIADB_BIN, needsBinaries, POSTGRES_BIN, startReplication } from '../../helpers/replication.js'
 
 const TIMEOUT_MS = 800
 // A timed-out wait may overrun its timeout by one query round trip and the timer's granularity.
