@@ -262,7 +262,13 @@ export class RoutingAgent extends EventEmitter<AgentEvents> implements RuleSink 
     }
   }
 
-  #check(routeId: string | null | undefined, scope: WriteScope): void {
+  /**
+   * Throws when the lease does not allow guarded writes now. The DB guard calls it before the COMMIT of
+   * a transaction that holds guarded writes: a write may not commit after its agent lost its lease (the
+   * control plane then counts the agent as self-fenced and no longer waits for its in-flight writes).
+   * @throws LeaseExpiredError
+   */
+  assertLease(): void {
     if (!this.#lease.allowsWrites()) {
       throw new LeaseExpiredError({
         nodeId: this.identity.nodeId,
@@ -270,6 +276,10 @@ export class RoutingAgent extends EventEmitter<AgentEvents> implements RuleSink 
         lease: this.#lease.state(),
       })
     }
+  }
+
+  #check(routeId: string | null | undefined, scope: WriteScope): void {
+    this.assertLease()
     const router = this.#requireRouter()
     const unit = this.identity.unit
     if (scope === 'center') {
