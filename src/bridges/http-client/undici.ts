@@ -8,11 +8,18 @@
  */
 import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import type { Dispatcher } from 'undici'
-import { currentRoute, injectRoute, isRouteHeader, ROUTE_ID_HEADER } from '../../context/index.js'
+import {
+  BAGGAGE_HEADER,
+  currentRoute,
+  injectRoute,
+  isRouteHeader,
+  ROUTE_ID_HEADER,
+  type RouteContext,
+} from '../../context/index.js'
 
 type Headers = Dispatcher.DispatchOptions['headers']
 
-/** The route headers for the current context, or undefined outside one. */
+/** The route headers for the current context, or undefined outside one (propagateFetch). */
 function routeHeaders(existingBaggage: string | undefined): Array<[string, string]> | undefined {
   const route = currentRoute()
   if (route === undefined) return undefined
@@ -21,33 +28,50 @@ function routeHeaders(existingBaggage: string | undefined): Array<[string, strin
   return out
 }
 
-function baggageOf(headers: Headers): string | undefined {
-  if (headers == null) return undefined
-  if (Array.isArray(headers)) {
-    for (let i = 0; i + 1 < headers.length; i += 2) {
-      if (String(headers[i]).toLowerCase() === 'baggage') return String(headers[i + 1])
-    }
-    return undefined
+/** Any header shape undici accepts, as a flat `[name, value, ...]` list (an array is used as it is). */
+function flat(headers: Headers): readonly unknown[] {
+  if (headers == null) return []
+  if (Array.isArray(headers)) return headers
+  const out: unknown[] = []
+  if (typeof (headers as Iterable<unknown>)[Symbol.iterator] === 'function') {
+    for (const [name, value] of headers as Iterable<[string, unknown]>) out.push(name, value)
+  } else {
+    const record = headers as Record<string, unknown>
+    for (const name of Object.keys(record)) out.push(name, record[name])
   }
-  for (const [name, value] of Object.entries(headers as Record<string, unknown>)) {
-    if (name.toLowerCase() === 'baggage' && value != null) return String(value)
-  }
-  return undefined
+  return out
 }
 
-/** `headers` with the route headers set (caller's own x-appactive-* and baggage replaced). */
-function withRoute(headers: Headers, route: Array<[string, string]>): Record<string, string | string[]> {
-  const out: Record<string, string | string[]> = {}
-  const add = (name: string, value: unknown) => {
-    const key = name.toLowerCase()
-    if (isRouteHeader(key) || key === 'baggage' || value == null) return
-    out[key] = Array.isArray(value) ? value.map(String) : String(value)
+/**
+ * `headers` as a flat list, with the caller's own x-appactive-* headers replaced by the route's and the
+ * route id merged into the caller's baggage (which is kept as it is when it already carries the id).
+ */
+function withRoute(headers: Headers, route: RouteContext): string[] {
+  const out: string[] = []
+  const given = flat(headers)
+  let baggage: string | undefined
+  for (let i = 0; i + 1 < given.length; i += 2) {
+    const value = given[i + 1]
+    if (value == null) continue
+    const name = String(given[i]).toLowerCase()
+    if (name === BAGGAGE_HEADER) {
+      const text = Array.isArray(value) ? value.join(',') : String(value)
+      baggage = baggage === undefined ? text : `${baggage},${text}`
+    } else if (!isRouteHeader(name)) {
+      // A repeated header (an array value) goes out as repeated lines, as undici sends it anyway.
+      if (Array.isArray(value)) for (const v of value) out.push(name, String(v))
+      else out.push(name, String(value))
+    }
   }
-  if (Array.isArray(headers))
-    for (let i = 0; i + 1 < headers.length; i += 2) add(String(headers[i]), headers[i + 1])
-  else if (headers != null)
-    for (const [name, value] of Object.entries(headers as Record<string, unknown>)) add(name, value)
-  for (const [name, value] of route) out[name] = value
+  injectRoute(
+    route,
+    (name, value) => {
+      if (name === BAGGAGE_HEADER) baggage = value
+      else out.push(name, value)
+    },
+    baggage,
+  )
+  if (baggage !== undefined && baggage !== '') out.push(BAGGAGE_HEADER, baggage)
   return out
 }
 
@@ -60,9 +84,13 @@ function withRoute(headers: Headers, route: Array<[string, string]>): Record<str
 export function routeInterceptor(): Dispatcher.DispatcherComposeInterceptor {
   return (dispatch) =>
     function appactiveRoute(options, handler) {
-      const route = routeHeaders(baggageOf(options.headers))
+      const route = currentRoute()
       if (route === undefined) return dispatch(options, handler)
-      return dispatch({ ...options, headers: withRoute(options.headers, route) }, handler)
+      // Not `{ ...options, headers }`: on Node 20's V8 that takes a slow path (about 1 us) when `options`
+      // has no `headers` yet, as from `request(url, { dispatcher })`.
+      const routed = Object.assign({}, options)
+      routed.headers = withRoute(options.headers, route)
+      return dispatch(routed, handler)
     }
 }
 

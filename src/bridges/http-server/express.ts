@@ -20,6 +20,6 @@ export function appactiveMiddleware(
       sendRefusal(res, verdict)
       return
     }
-    runWithRoute(verdict.route, () => next())
+    runWithRoute(verdict.route, next)
   }
 }

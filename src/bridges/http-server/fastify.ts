@@ -41,7 +41,7 @@ export function appactivePlugin(
       return
     }
     // The hook chain continues inside the context; Fastify keeps the async context for the handler.
-    runWithRoute(verdict.route, () => next())
+    runWithRoute(verdict.route, next)
   })
   done()
 }

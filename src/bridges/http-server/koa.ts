@@ -28,6 +28,6 @@ export function appactiveKoa(
       ctx.body = refusal(verdict)
       return undefined
     }
-    return runWithRoute(verdict.route, () => next())
+    return runWithRoute(verdict.route, next)
   }
 }
