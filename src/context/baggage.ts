@@ -175,6 +175,12 @@ export function getBaggageRouteId(header: string | readonly string[] | undefined
  * removed instead, so no stale id rides on. Returns `''` when no member is left.
  */
 export function withBaggageRouteId(header: string | readonly string[] | undefined, routeId: string): string {
+  if (header === undefined || header === '' || (Array.isArray(header) && header.length === 0)) {
+    // The common case (no incoming baggage) skips the parse and join: only our member.
+    return typeof routeId === 'string' && fitsRouteIdLimit(routeId)
+      ? encodeEntry({ key: ROUTE_ID_BAGGAGE_KEY, value: routeId })
+      : ''
+  }
   const texts: string[] = []
   const keys: string[] = []
   let at = -1
