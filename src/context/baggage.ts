@@ -178,7 +178,7 @@ export function withBaggageRouteId(header: string | readonly string[] | undefine
   if (header === undefined || header === '' || (Array.isArray(header) && header.length === 0)) {
     // The common case (no incoming baggage) skips the parse and join: only our member.
     return typeof routeId === 'string' && fitsRouteIdLimit(routeId)
-      ? encodeEntry({ key: ROUTE_ID_BAGGAGE_KEY, value: routeId })
+      ? (encodeEntry({ key: ROUTE_ID_BAGGAGE_KEY, value: routeId }) ?? '')
       : ''
   }
   const texts: string[] = []

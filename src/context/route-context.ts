@@ -79,6 +79,8 @@ function optionalText(input: RouteContextInput, name: 'routeId' | 'unit'): strin
  * @throws {InvalidArgumentError} `APPACTIVE_INVALID_ARGUMENT` when a field has the wrong type or range.
  */
 export function createRouteContext(input: RouteContextInput): RouteContext {
+  // One already built here is frozen and valid: reuse it (adapters build the context, then run in it).
+  if (built.has(input as object)) return input as RouteContext
   if (typeof input !== 'object' || input === null) {
     throw new InvalidArgumentError('route context must be an object')
   }
@@ -99,8 +101,13 @@ export function createRouteContext(input: RouteContextInput): RouteContext {
   }
   if (unit !== undefined) ctx.unit = unit
   if (ruleVersion !== undefined) ctx.ruleVersion = ruleVersion
-  return Object.freeze(ctx)
+  const frozen = Object.freeze(ctx)
+  built.add(frozen)
+  return frozen
 }
+
+/** Contexts made by {@link createRouteContext}, so that running in one does not validate it again. */
+const built = new WeakSet<object>()
 
 /**
  * Runs `fn` with `route` as the current route context and returns what `fn` returns. The context is
