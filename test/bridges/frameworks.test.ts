@@ -7,8 +7,14 @@ import express from 'express'
 import Fastify from 'fastify'
 import Koa from 'koa'
 import { request } from 'undici'
+import type { ServiceInstance } from '../../src/agent/index.js'
 import { createAgent, type RoutingAgent } from '../../src/agent/index.js'
-import { appactiveKoa, appactiveMiddleware, appactivePlugin } from '../../src/bridges/http-server/index.js'
+import {
+  appactiveKoa,
+  appactiveMiddleware,
+  appactivePlugin,
+  type ProtectionOptions,
+} from '../../src/bridges/http-server/index.js'
 import { currentRoute } from '../../src/context/index.js'
 import { silent } from '../helpers/agents.js'
 import { threeUnits } from '../helpers/topology.js'
@@ -17,7 +23,7 @@ const ruleSet = threeUnits(1, true)
 const services = { '/orders/**': 'unit', '/stock/**': 'center' } as const
 
 /** Starts an app of `framework` in `unit`; every route answers `{ unit, routeId }` read from the context. */
-type Start = (agent: RoutingAgent, unit: string) => Promise<Server>
+type Start = (agent: RoutingAgent, unit: string, extra?: Partial<ProtectionOptions>) => Promise<Server>
 
 const reply = async (unit: string) => {
   await new Promise((r) => setImmediate(r)) // the context must survive an await
@@ -25,9 +31,9 @@ const reply = async (unit: string) => {
 }
 
 const frameworks: Record<string, Start> = {
-  async express(agent, unit) {
+  async express(agent, unit, extra = {}) {
     const app = express()
-    app.use(appactiveMiddleware({ agent, services }))
+    app.use(appactiveMiddleware({ agent, services, ...extra }))
     app.all('/{*rest}', async (_req, res) => {
       res.json(await reply(unit))
     })
@@ -35,16 +41,16 @@ const frameworks: Record<string, Start> = {
     await once(server, 'listening')
     return server
   },
-  async fastify(agent, unit) {
+  async fastify(agent, unit, extra = {}) {
     const app = Fastify()
-    await app.register(appactivePlugin, { agent, services })
+    await app.register(appactivePlugin, { agent, services, ...extra })
     app.all('/*', async () => reply(unit))
     await app.listen({ port: 0, host: '127.0.0.1' })
     return app.server
   },
-  async koa(agent, unit) {
+  async koa(agent, unit, extra = {}) {
     const app = new Koa()
-    app.use(appactiveKoa({ agent, services }))
+    app.use(appactiveKoa({ agent, services, ...extra }))
     app.use(async (ctx) => {
       ctx.body = await reply(unit)
     })
@@ -54,8 +60,14 @@ const frameworks: Record<string, Start> = {
   },
 }
 
-async function call(base: string, path: string, method = 'GET', headers: Record<string, string> = {}) {
-  const res = await request(`${base}${path}`, { method: method as 'GET', headers })
+async function call(
+  base: string,
+  path: string,
+  method = 'GET',
+  headers: Record<string, string> = {},
+  body?: string,
+) {
+  const res = await request(`${base}${path}`, { method: method as 'GET', headers, ...(body ? { body } : {}) })
   return {
     status: res.statusCode,
     headers: res.headers,
@@ -108,6 +120,38 @@ for (const [name, start] of Object.entries(frameworks)) {
       }
       const trusted = await call(bases.hz!, '/orders/1', 'GET', { 'x-appactive-route-id': '4000' })
       assert.deepEqual(trusted.body, { unit: 'hz', routeId: '4000' }, "the gateway's header is trusted")
+    })
+
+    test('forward mode: a misplaced request is served by the right unit once, body and all', async (t) => {
+      const instances: ServiceInstance[] = []
+      const registry = { instances: (service: string) => (service === 'shop' ? instances : []) }
+      const bases: Record<string, string> = {}
+      for (const unit of ['center', 'hz', 'sh']) {
+        const agent = createAgent({ unit, app: 'shop', logger: silent, cache: false })
+        agent.apply(ruleSet)
+        const server = await start(agent, unit, { forward: { registry, service: 'shop' } })
+        t.after(() => new Promise<void>((r) => server.close(() => r())))
+        bases[unit] = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+        if (unit !== 'sh') instances.push({ url: bases[unit]!, unit })
+      }
+      const moved = await call(
+        bases.sh!,
+        '/orders/1?uid=4000',
+        'POST',
+        { 'content-type': 'text/plain' },
+        'x'.repeat(100_000),
+      )
+      assert.equal(moved.status, 200)
+      assert.deepEqual(moved.body, { unit: 'hz', routeId: '4000' }, 'served by the owner, in its context')
+      const center = await call(bases.hz!, '/stock/9?uid=4000')
+      assert.deepEqual(center.body, { unit: 'center', routeId: '4000' })
+      // Already forwarded once: answered where it lands.
+      const looped = await call(bases.sh!, '/orders/1?uid=4000', 'GET', { 'x-appactive-hops': '1' })
+      assert.equal(looped.status, 421)
+      // sh has no registered instance: the refusal says so.
+      const none = await call(bases.hz!, '/orders/1?uid=7000')
+      assert.equal(none.status, 421)
+      assert.match((none.body.error as { message: string }).message, /no provider of shop in unit sh/)
     })
 
     test("concurrent requests never see each other's route context", async (t) => {

@@ -7,7 +7,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { runWithRoute } from '../../context/index.js'
-import { createProtection, type ProtectionOptions, sendRefusal } from './core.js'
+import { answerRefusal, createProtection, type ProtectionOptions } from './core.js'
 
 /** Express-compatible middleware (typed structurally, so this file needs no express types at run time). */
 export function appactiveMiddleware(
@@ -17,7 +17,7 @@ export function appactiveMiddleware(
   return function appactive(req, res, next): void {
     const verdict = protection.check(req)
     if (!verdict.ok) {
-      sendRefusal(res, verdict)
+      answerRefusal(protection, req, res, verdict)
       return
     }
     runWithRoute(verdict.route, next)

@@ -19,6 +19,7 @@ interface FastifyLike {
 
 interface FastifyReplyLike {
   raw: ServerResponse
+  hijack(): void
   code(status: number): FastifyReplyLike
   headers(values: Record<string, string>): FastifyReplyLike
   send(body: unknown): unknown
@@ -33,6 +34,11 @@ export function appactivePlugin(
   const protection = createProtection(options)
   app.addHook('onRequest', function appactive(request, reply, next) {
     const verdict = protection.check(request.raw)
+    if (!verdict.ok && verdict.forwardTo !== undefined) {
+      reply.hijack() // the forwarded upstream's answer streams to the raw response
+      void protection.forward(request.raw, reply.raw, verdict)
+      return
+    }
     if (!verdict.ok) {
       reply
         .code(verdict.status)

@@ -4,12 +4,14 @@
  * @example
  * app.use(appactiveKoa({ agent, services: { '/orders/**': 'unit' } }))
  */
-import type { IncomingMessage } from 'node:http'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import { runWithRoute } from '../../context/index.js'
 import { createProtection, type ProtectionOptions, refusal } from './core.js'
 
 interface KoaContextLike {
   req: IncomingMessage
+  res: ServerResponse
+  respond?: boolean
   status: number
   body: unknown
   set(field: Record<string, string>): void
@@ -22,6 +24,12 @@ export function appactiveKoa(
   const protection = createProtection(options)
   return async function appactive(ctx, next): Promise<unknown> {
     const verdict = protection.check(ctx.req)
+    if (!verdict.ok && verdict.forwardTo !== undefined) {
+      // Koa must not answer this one: the forwarded upstream's answer streams to the raw response.
+      ctx.respond = false
+      await protection.forward(ctx.req, ctx.res, verdict)
+      return undefined
+    }
     if (!verdict.ok) {
       ctx.status = verdict.status
       ctx.set({ ...verdict.headers })

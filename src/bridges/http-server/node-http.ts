@@ -9,7 +9,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { runWithRoute } from '../../context/index.js'
-import { createProtection, type ProtectionOptions, sendRefusal } from './core.js'
+import { answerRefusal, createProtection, type ProtectionOptions } from './core.js'
 
 /** Wraps a node:http handler. @throws InvalidArgumentError for malformed options. */
 export function withAppActive<Req extends IncomingMessage, Res extends ServerResponse>(
@@ -20,7 +20,7 @@ export function withAppActive<Req extends IncomingMessage, Res extends ServerRes
   return function appactiveHandler(req: Req, res: Res): unknown {
     const verdict = protection.check(req)
     if (!verdict.ok) {
-      sendRefusal(res, verdict)
+      answerRefusal(protection, req, res, verdict)
       return undefined
     }
     return runWithRoute(verdict.route, () => handler(req, res))
