@@ -11,7 +11,8 @@ export type { CliIO, TextSink } from './output.js'
 /**
  * Runs the CLI. Data goes to `io.stdout`, notes, warnings and errors to `io.stderr`. Never throws.
  * @param argv the arguments after the command name, e.g. `['route', '--rules', 'rules.yaml', '42']`.
- * @returns the exit code: 0 ok, 1 failure (invalid rules, missing file...), 2 usage error.
+ * @returns the exit code: 0 ok, 1 failure (invalid rules, missing file...), 2 usage error or not
+ *   confirmed, 3 the control plane cannot be reached or refuses the token.
  * @example
  * ```ts
  * const code = await main(['rules', 'validate', 'rules.yaml'])
@@ -19,10 +20,10 @@ export type { CliIO, TextSink } from './output.js'
  */
 export async function main(
   argv: readonly string[],
-  io: CliIO = { stdout: process.stdout, stderr: process.stderr },
+  io: CliIO = { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin },
 ): Promise<number> {
   const out = new Output(io, process.env.APPACTIVE_DEBUG === '1')
-  const ctx: CommandContext = { out, exitCode: EXIT_OK }
+  const ctx: CommandContext = { out, io, exitCode: EXIT_OK }
   try {
     await buildProgram(ctx, io).parseAsync([...argv], { from: 'user' })
     return ctx.exitCode

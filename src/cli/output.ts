@@ -10,29 +10,53 @@ export interface TextSink {
   write(text: string): unknown
 }
 
-/** The streams the CLI writes to. */
+/** The streams the CLI writes to, and reads confirmations from. */
 export interface CliIO {
   readonly stdout: TextSink
   readonly stderr: TextSink
+  /** Where an interactive confirmation is read (default: none, so nothing can be confirmed). */
+  readonly stdin?: NodeJS.ReadableStream | undefined
 }
 
-/** Exit codes: 0 ok, 1 failure, 2 usage error. */
+/** True when a stream is an interactive terminal (`process.stdout` on a TTY, a test's fake). */
+export function isTTY(stream: unknown): boolean {
+  return (stream as { isTTY?: unknown } | undefined)?.isTTY === true
+}
+
+/**
+ * Exit codes: 0 ok, 1 failure, 2 usage error or a step not confirmed (`--yes`), 3 the control plane
+ * cannot be reached or refuses the token, 130 interrupted (Ctrl-C) while following an operation.
+ */
 export const EXIT_OK = 0
 export const EXIT_FAILURE = 1
 export const EXIT_USAGE = 2
+export const EXIT_REFUSED = 2
+export const EXIT_UNREACHABLE = 3
+/** Ctrl-C while following an operation (which keeps running on the control plane). */
+export const EXIT_INTERRUPTED = 130
 
 /** The code printed for usage errors (unknown option, missing argument, bad option value). */
 export const USAGE_CODE = 'APPACTIVE_INVALID_ARGUMENT'
 
-/** An error the CLI itself raises, with the code it prints and the exit code it ends with. */
+/**
+ * An error the CLI itself raises, with the code it prints and the exit code it ends with. `details` are
+ * printed after it, one indented line each (e.g. every problem the control plane found).
+ */
 export class CliError extends Error {
   readonly code: string
   readonly exitCode: number
-  constructor(code: string, message: string, exitCode: number = EXIT_FAILURE) {
+  readonly details: readonly string[]
+  constructor(
+    code: string,
+    message: string,
+    exitCode: number = EXIT_FAILURE,
+    details: readonly string[] = [],
+  ) {
     super(message)
     this.name = 'CliError'
     this.code = code
     this.exitCode = exitCode
+    this.details = details
   }
 }
 
@@ -102,6 +126,7 @@ export class Output {
     }
     if (err instanceof CliError) {
       this.error(err.code, err.message)
+      for (const line of err.details) this.diag(`  ${line}`)
       return err.exitCode
     }
     if (err instanceof RuleInvalidError) {

@@ -3,12 +3,17 @@
  * ...` on stderr and end with exit code 2 (see `Output.fail`), help goes to stdout.
  */
 import { Command } from 'commander'
+import { addAuditCommand } from './commands/audit.js'
 import { addControlCommand } from './commands/control.js'
+import { addCutoverCommand } from './commands/cutover.js'
 import { addDiffCommand } from './commands/diff.js'
 import { addExportCommand } from './commands/export.js'
+import { addFailoverCommand } from './commands/failover.js'
 import { addGatewayCommand } from './commands/gateway.js'
 import { addImportCommand } from './commands/import.js'
+import { addPublishCommand } from './commands/publish.js'
 import { addRouteCommand } from './commands/route.js'
+import { addStatusCommand } from './commands/status.js'
 import { addValidateCommand } from './commands/validate.js'
 import type { CommandContext } from './context.js'
 import { examples } from './options.js'
@@ -19,7 +24,7 @@ import { packageVersion } from './version.js'
 export function buildProgram(ctx: CommandContext, io: CliIO): Command {
   const program = new Command('appactive')
     .description(
-      'Multi-active disaster recovery for Node.js: route ids, check and convert rule sets, run the gateway.',
+      'Multi-active disaster recovery for Node.js: route ids, check and convert rule sets, run the gateway and the control plane, publish rule sets, run cut-overs and failovers.',
     )
     .version(packageVersion(), '-V, --version', 'print the version')
     .helpOption('-h, --help', 'show help')
@@ -37,6 +42,11 @@ export function buildProgram(ctx: CommandContext, io: CliIO): Command {
   addRouteCommand(program, ctx)
   addGatewayCommand(program, ctx)
   addControlCommand(program, ctx)
+  addPublishCommand(program, ctx)
+  addCutoverCommand(program, ctx)
+  addFailoverCommand(program, ctx)
+  addStatusCommand(program, ctx)
+  addAuditCommand(program, ctx)
   const rules = program
     .command('rules')
     .description('validate, diff, import and export rule sets')

@@ -12,6 +12,11 @@ const COMMANDS = [
   ['rules', 'diff'],
   ['rules', 'import'],
   ['rules', 'export'],
+  ['publish'],
+  ['cutover'],
+  ['failover'],
+  ['status'],
+  ['audit'],
 ]
 
 describe('appactive', { concurrency: availableParallelism() }, () => {

@@ -106,7 +106,7 @@ describe('appactive control', () => {
       status: 'ok',
       store: 'sqlite',
       ruleSetVersion: null,
-      orchestrator: false,
+      orchestrator: true,
     })
     const denied = await request(`${url}/v1/audit`)
     assert.equal(denied.statusCode, 401)

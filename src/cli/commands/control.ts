@@ -5,6 +5,7 @@
  */
 import type { Command } from 'commander'
 import pino from 'pino'
+import { parseDuration } from '../../agent/index.js'
 import {
   ControlError,
   checkTokenConfig,
@@ -15,7 +16,6 @@ import {
   openStore,
 } from '../../control/index.js'
 import type { CommandContext } from '../context.js'
-import { parseDuration } from '../../agent/index.js'
 import { examples } from '../options.js'
 import { CliError, usageError } from '../output.js'
 import { probeFromConfig } from '../probes.js'
