@@ -107,7 +107,13 @@ interface Scenario {
   readonly db: pg.Client
 }
 
-async function setup(t: T, url: string, writeMs: string, delayed?: DelayProxy): Promise<Scenario> {
+async function setup(
+  t: T,
+  url: string,
+  writeMs: string,
+  delayed?: DelayProxy,
+  ids: readonly string[] = IDS,
+): Promise<Scenario> {
   const db = new pg.Client(PG_CONFIG)
   await db.connect()
   const table = `dual_write_${process.pid}_${Math.floor(Math.random() * 1e6)}`
@@ -126,7 +132,7 @@ async function setup(t: T, url: string, writeMs: string, delayed?: DelayProxy): 
   const writers = new Writers({
     DW_TOKEN: TOKEN,
     DW_TABLE: table,
-    DW_IDS: IDS.join(','),
+    DW_IDS: ids.join(','),
     DW_WRITE_MS: writeMs,
     DW_PG: JSON.stringify(PG_CONFIG),
   })
@@ -316,16 +322,19 @@ describe('dual-write checker', { skip }, () => {
         orchestrator: createOrchestrator({ unsafeSkip }),
       })
       const port = Number(new URL(cp.url).port)
-      const proxy = await delayProxy(port, broken === 'ackWait' ? 150 : 1)
+      // A slow network to one old owner (ack wait), or long writes straddling the switch (drain), on few
+      // ids so that the new owner soon writes one of them: either mistake must show, even under load.
+      const proxy = await delayProxy(port, broken === 'ackWait' ? 400 : 1)
       t.after(() => proxy.close())
-      const s = await setup(t, cp.url, broken === 'drain' ? '100-250' : '20-80', proxy)
-      for (let k = 0; k < 6; k++) {
+      const writeMs = broken === 'drain' ? '600-1500' : '50-150'
+      const s = await setup(t, cp.url, writeMs, proxy, ['1998', '1999', '2000', '2001'])
+      for (let k = 0; k < 5; k++) {
         const op = await ended(
           () => cp.url,
           await startCutover(cp.url, k % 2 === 0 ? '2000~2099' : '1900~1999'),
         )
         assert.equal(op.state, 'succeeded')
-        await sleep(300)
+        await sleep(broken === 'drain' ? 1500 : 500)
       }
       const { violations } = await verdict(s)
       assert.ok(
