@@ -6,19 +6,12 @@
 import type { Command } from 'commander'
 import pino from 'pino'
 import { parseDuration } from '../../agent/index.js'
-import {
-  ControlError,
-  checkTokenConfig,
-  createControlPlane,
-  createOrchestrator,
-  DEFAULT_STORE_URL,
-  loadTokenConfig,
-  openStore,
-} from '../../control/index.js'
 import type { CommandContext } from '../context.js'
 import { examples } from '../options.js'
 import { CliError, usageError } from '../output.js'
-import { probeFromConfig } from '../probes.js'
+
+/** The default store; `appactive/control` says the same (loaded only when this command runs). */
+const DEFAULT_STORE_URL = 'sqlite:./appactive.db'
 
 interface ControlOptions {
   readonly listen: string
@@ -37,7 +30,10 @@ function parseListen(value: string): { host: string; port: number } {
 }
 
 /** Control-plane errors keep their code on the way out (`appactive: STORE_UNAVAILABLE: ...`). */
-function asCliError(err: unknown): unknown {
+function asCliError(
+  err: unknown,
+  ControlError: typeof import('../../control/index.js').ControlError,
+): unknown {
   return err instanceof ControlError ? new CliError(err.code, err.message) : err
 }
 
@@ -73,6 +69,16 @@ export function addControlCommand(program: Command, ctx: CommandContext): void {
       const leaseMs = parseDuration(opts.lease)
       if (leaseMs === undefined || leaseMs < 200 || leaseMs > 600_000)
         throw usageError(`--lease must be a duration from 200ms to 10m, got ${JSON.stringify(opts.lease)}`)
+      // Loaded here, not at start-up: every other command (the gateway's among them) stays lighter.
+      const {
+        ControlError,
+        checkTokenConfig,
+        createControlPlane,
+        createOrchestrator,
+        loadTokenConfig,
+        openStore,
+      } = await import('../../control/index.js')
+      const { probeFromConfig } = await import('../probes.js')
       try {
         // Tokens first: a control plane that would run open never touches the store.
         const tokens = await loadTokenConfig(opts.tokens)
@@ -108,7 +114,7 @@ export function addControlCommand(program: Command, ctx: CommandContext): void {
           await store.close()
         }
       } catch (err) {
-        throw asCliError(err)
+        throw asCliError(err, ControlError)
       }
     })
 }
