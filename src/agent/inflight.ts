@@ -24,20 +24,17 @@ export class InflightWrites {
   begin(routeId: string): WriteHandle {
     this.#counts.set(routeId, (this.#counts.get(routeId) ?? 0) + 1)
     this.#total++
-    let open = true
-    return {
-      routeId,
-      end: () => {
-        if (!open) return
-        open = false
-        const n = (this.#counts.get(routeId) ?? 1) - 1
-        this.#total--
-        if (n > 0) this.#counts.set(routeId, n)
-        else {
-          this.#counts.delete(routeId)
-          this.#onIdle(routeId)
-        }
-      },
+    return new Handle(this, routeId)
+  }
+
+  /** @internal The end of one write of `routeId` (called once per handle). */
+  finish(routeId: string): void {
+    const n = (this.#counts.get(routeId) ?? 1) - 1
+    this.#total--
+    if (n > 0) this.#counts.set(routeId, n)
+    else {
+      this.#counts.delete(routeId)
+      this.#onIdle(routeId)
     }
   }
 
@@ -51,5 +48,23 @@ export class InflightWrites {
     let n = 0
     for (const [id, c] of this.#counts) if (fenced(id)) n += c
     return n
+  }
+}
+
+/** A class, not a closure per write: `begin` runs on every guarded statement. */
+class Handle implements WriteHandle {
+  readonly routeId: string
+  #owner: InflightWrites | undefined
+
+  constructor(owner: InflightWrites, routeId: string) {
+    this.#owner = owner
+    this.routeId = routeId
+  }
+
+  end(): void {
+    const owner = this.#owner
+    if (owner === undefined) return
+    this.#owner = undefined
+    owner.finish(this.routeId)
   }
 }

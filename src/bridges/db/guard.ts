@@ -136,7 +136,7 @@ export class GuardCore {
   /** Checks a statement that runs outside any transaction (a pool's own query): a one-shot. */
   oneShot(sql: unknown): Done | undefined {
     const handle = this.admit(this.classify(sql))
-    return handle === undefined ? undefined : handle.end
+    return handle === undefined ? undefined : handle.end.bind(handle)
   }
 
   /** The transaction state of a driver connection (one per connection object, kept across checkouts). */
