@@ -2,8 +2,8 @@
 // to the user's unit. Run: node --import tsx examples/grpc/main.ts
 import * as grpc from '@grpc/grpc-js'
 import { createAgent, StaticRegistry } from 'appactive/agent'
-import { createUnitClient, routeClientInterceptor } from 'appactive/grpc'
 import { runWithRoute } from 'appactive/context'
+import { createUnitClient, routeClientInterceptor } from 'appactive/grpc'
 import type { RuleSet } from 'appactive/rules'
 import { Orders, type OrdersClient, type OrdersReply, startOrdersServer } from './server.js'
 
@@ -36,7 +36,13 @@ const registry = new StaticRegistry({
 const credentials = grpc.credentials.createInsecure()
 
 // The caller runs in hz; its unit-aware client picks the target unit per call.
-const orders = createUnitClient(Orders, { registry, service: 'orders', type: 'unit', agent: agentOf('hz'), credentials })
+const orders = createUnitClient(Orders, {
+  registry,
+  service: 'orders',
+  type: 'unit',
+  agent: agentOf('hz'),
+  credentials,
+})
 const get = (client: Pick<OrdersClient, 'Get'>) =>
   new Promise<OrdersReply>((resolve, reject) =>
     client.Get({}, (err, reply) => (err || !reply ? reject(err) : resolve(reply))),

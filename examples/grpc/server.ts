@@ -3,8 +3,8 @@
 import * as grpc from '@grpc/grpc-js'
 import * as protoLoader from '@grpc/proto-loader'
 import type { RoutingAgent } from 'appactive/agent'
-import { protectService } from 'appactive/grpc'
 import { currentRouteId } from 'appactive/context'
+import { protectService } from 'appactive/grpc'
 
 export interface OrdersReply {
   readonly unit: string

@@ -22,7 +22,6 @@ import {
   readFileSync,
   rmSync,
 } from 'node:fs'
-import { createServer, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'

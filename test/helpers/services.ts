@@ -18,7 +18,13 @@ export const NATS: Service = { name: 'NATS', host: '127.0.0.1', port: 4222 }
 
 /** Connection settings of the machine's services (trust auth / root without password). */
 export const PG_CONFIG = { host: POSTGRES.host, port: POSTGRES.port, user: 'postgres', database: 'test' }
-export const MARIADB_CONFIG = { host: MARIADB.host, port: MARIADB.port, user: 'root', password: '', database: 'test' }
+export const MARIADB_CONFIG = {
+  host: MARIADB.host,
+  port: MARIADB.port,
+  user: 'root',
+  password: '',
+  database: 'test',
+}
 
 function reachable(service: Service, timeoutMs = 1000): Promise<boolean> {
   return new Promise((resolve) => {

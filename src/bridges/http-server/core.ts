@@ -195,8 +195,8 @@ export function answerRefusal(
   res: ServerResponse,
   verdict: Extract<Verdict, { ok: false }>,
 ): void {
-  if (verdict.forwardTo === undefined) return sendRefusal(res, verdict)
-  void protection.forward(req, res, verdict)
+  if (verdict.forwardTo === undefined) sendRefusal(res, verdict)
+  else void protection.forward(req, res, verdict)
 }
 
 function refuse(
