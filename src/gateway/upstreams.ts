@@ -22,11 +22,8 @@ export const DEFAULT_EJECT_BACKOFF_MS = 1_000
 /** Longest half-open backoff. */
 export const DEFAULT_MAX_EJECT_BACKOFF_MS = 30_000
 
-/**
- * Error codes that mean the upstream itself failed before answering: the connection was refused,
- * reset or closed, or it accepted the request and sent no response headers in time.
- */
-const FAILURE_CODES: ReadonlySet<string> = new Set([
+/** Failures before or while a request reached an instance: another instance may well serve it. */
+export const CONNECTION_FAILURE_CODES: ReadonlySet<string> = new Set([
   'ECONNREFUSED',
   'ECONNRESET',
   'EPIPE',
@@ -38,15 +35,21 @@ const FAILURE_CODES: ReadonlySet<string> = new Set([
   'EAI_AGAIN',
   'UND_ERR_CONNECT_TIMEOUT',
   'UND_ERR_SOCKET',
-  'UND_ERR_HEADERS_TIMEOUT',
 ])
 
-function codeOf(err: unknown): string | undefined {
+/**
+ * Error codes that mean the upstream itself failed before answering: the connection was refused,
+ * reset or closed, or it accepted the request and sent no response headers in time.
+ */
+const FAILURE_CODES: ReadonlySet<string> = new Set([...CONNECTION_FAILURE_CODES, 'UND_ERR_HEADERS_TIMEOUT'])
+
+/** The `code` of a network error (of the first address's, for happy-eyeballs `AggregateError`s). */
+export function errorCodeOf(err: unknown): string | undefined {
   if (typeof err !== 'object' || err === null) return undefined
   const code = (err as { code?: unknown }).code
   if (typeof code === 'string') return code
   // Happy-eyeballs connects (autoSelectFamily) fail with an AggregateError of per-address errors.
-  if (err instanceof AggregateError) return codeOf(err.errors[0])
+  if (err instanceof AggregateError) return errorCodeOf(err.errors[0])
   return undefined
 }
 
@@ -56,13 +59,13 @@ function codeOf(err: unknown): string | undefined {
  * closed by the gateway: those say nothing about the instance's health.
  */
 export function isUpstreamFailure(err: unknown): boolean {
-  const code = codeOf(err)
+  const code = errorCodeOf(err)
   return code !== undefined && FAILURE_CODES.has(code)
 }
 
 function errorText(err: unknown): string {
   if (err instanceof Error) {
-    const code = codeOf(err)
+    const code = errorCodeOf(err)
     return code !== undefined && !err.message.includes(code) ? `${code}: ${err.message}` : err.message
   }
   return String(err)

@@ -19,6 +19,7 @@ import {
 } from '../../agent/registry.js'
 import { currentRoute } from '../../context/index.js'
 import { InvalidArgumentError, LeaseExpiredError, NoRouteIdError } from '../../errors/index.js'
+import { CONNECTION_FAILURE_CODES, errorCodeOf } from '../../gateway/upstreams.js'
 import type { Router } from '../../rules/index.js'
 import { routeInterceptor } from './undici.js'
 
@@ -67,33 +68,10 @@ export type ServiceRequestOptions = Omit<Dispatcher.RequestOptions, 'origin' | '
 // RFC 9110 §9.2.2. POST and PATCH are retried only when the caller sets `idempotent: true`.
 const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE'])
 
-/** Failures before or while the request reached the instance: another instance may well serve it. */
-const CONNECTION_FAILURES: ReadonlySet<string> = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'EPIPE',
-  'ETIMEDOUT',
-  'EHOSTUNREACH',
-  'EHOSTDOWN',
-  'ENETUNREACH',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'UND_ERR_CONNECT_TIMEOUT',
-  'UND_ERR_SOCKET',
-])
-
-function errorCode(err: unknown): string | undefined {
-  if (typeof err !== 'object' || err === null) return undefined
-  const code = (err as { code?: unknown }).code
-  if (typeof code === 'string') return code
-  // Happy-eyeballs connects (autoSelectFamily) fail with an AggregateError of per-address errors.
-  return err instanceof AggregateError ? errorCode(err.errors[0]) : undefined
-}
-
 /** True when `err` says the instance could not be reached (not an abort, not an HTTP answer). */
 export function isConnectionFailure(err: unknown): boolean {
-  const code = errorCode(err)
-  return code !== undefined && CONNECTION_FAILURES.has(code)
+  const code = errorCodeOf(err)
+  return code !== undefined && CONNECTION_FAILURE_CODES.has(code)
 }
 
 /** A body that can be sent twice (a stream is consumed by the first attempt). */
