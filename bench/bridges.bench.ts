@@ -51,21 +51,16 @@ import ts from 'typescript'
 import { Agent, request } from 'undici'
 import { type Child, Children, cpuSeconds, freePort, tail } from './lib/children.js'
 import { machineInfo } from './lib/machine.js'
+import { envInt, median } from './lib/numbers.js'
 import { printReport, printTable, type Row, round } from './lib/report.js'
 import { ensureWrk, runningWrk, runWrk, type WrkResult } from './lib/wrk.js'
 
 const ROOT = new URL('..', import.meta.url).pathname
 const TSX = import.meta.resolve('tsx')
 
-function positive(name: string, fallback: number): number {
-  const raw = process.env[name]
-  const n = raw === undefined ? fallback : Number(raw)
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} must be a positive whole number, got ${raw}`)
-  return n
-}
-const DURATION_S = positive('APPACTIVE_BENCH_DURATION_S', 5)
-const WARMUP_S = positive('APPACTIVE_BENCH_WARMUP_S', 2)
-const ROUNDS = positive('APPACTIVE_BENCH_ROUNDS', 5)
+const DURATION_S = envInt('APPACTIVE_BENCH_DURATION_S', 5)
+const WARMUP_S = envInt('APPACTIVE_BENCH_WARMUP_S', 2)
+const ROUNDS = envInt('APPACTIVE_BENCH_ROUNDS', 5)
 const RUNNER = process.env.APPACTIVE_BENCH_RUNNER ?? 'built'
 if (RUNNER !== 'built' && RUNNER !== 'tsx') throw new Error('APPACTIVE_BENCH_RUNNER must be built or tsx')
 const CPU_PROF = process.env.APPACTIVE_BENCH_CPU_PROF
@@ -76,12 +71,6 @@ const TARGETS = { rps: 0.95, p99: 1.05 }
 
 const log = (line: string): void => void process.stderr.write(`bench:bridges: ${line}\n`)
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
-const median = (xs: readonly number[]): number => {
-  const s = [...xs].sort((a, b) => a - b)
-  const mid = s.length >> 1
-  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2
-}
-
 // --------------------------------------------------------------------------------------------- processes
 
 const machine = machineInfo()

@@ -42,20 +42,15 @@ import {
 import { benchRules } from './lib/agent-host.js'
 import { AgentWorkers } from './lib/agent-workers.js'
 import { machineInfo } from './lib/machine.js'
+import { envInt, median } from './lib/numbers.js'
 import { printReport, printTable, type Row, round } from './lib/report.js'
 
 const machine = machineInfo()
 
-function positive(name: string, fallback: number): number {
-  const v = Number(process.env[name] ?? fallback)
-  if (!Number.isSafeInteger(v) || v < 1) throw new Error(`${name} must be a whole number >= 1`)
-  return v
-}
-
-const AGENTS = positive('APPACTIVE_BENCH_AGENTS', 100)
-const CUTOVERS = positive('APPACTIVE_BENCH_CUTOVERS', 10)
-const WORKERS = positive('APPACTIVE_BENCH_WORKERS', 2)
-const LEASE_MS = positive('APPACTIVE_BENCH_LEASE_MS', 2000)
+const AGENTS = envInt('APPACTIVE_BENCH_AGENTS', 100)
+const CUTOVERS = envInt('APPACTIVE_BENCH_CUTOVERS', 10)
+const WORKERS = envInt('APPACTIVE_BENCH_WORKERS', 2)
+const LEASE_MS = envInt('APPACTIVE_BENCH_LEASE_MS', 2000)
 const WARMUP = 1
 const WAIT_MS = 30_000
 const PHASES = ['fence', 'drain', 'catch-up', 'switch', 'unfence'] as const
@@ -107,12 +102,6 @@ interface CutoverResult {
   readonly totalMs: number
   readonly clientMs: number
   readonly phases: Readonly<Record<(typeof PHASES)[number], number>>
-}
-
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b)
-  const mid = Math.floor(s.length / 2)
-  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2
 }
 
 // ---------------------------------------------------------------------------------------------- setup

@@ -35,20 +35,15 @@ import { classify, classifyUncached, type Dialect, guard } from '../src/bridges/
 import { runWithRoute } from '../src/context/index.js'
 import type { RuleSet } from '../src/rules/index.js'
 import { machineInfo } from './lib/machine.js'
+import { envInt, median } from './lib/numbers.js'
 import { printReport, printTable, type Row, round } from './lib/report.js'
 
 const machine = machineInfo()
 
 const BATCH = 1024
-const TIME_MS = positive('APPACTIVE_BENCH_TIME_MS', 1000)
-const ROUNDS = positive('APPACTIVE_BENCH_ROUNDS', 30)
-const N = positive('APPACTIVE_BENCH_N', 200)
-
-function positive(name: string, fallback: number): number {
-  const v = Number(process.env[name] ?? fallback)
-  if (!(v > 0)) throw new Error(`${name} must be a positive number`)
-  return v
-}
+const TIME_MS = envInt('APPACTIVE_BENCH_TIME_MS', 1000)
+const ROUNDS = envInt('APPACTIVE_BENCH_ROUNDS', 30)
+const N = envInt('APPACTIVE_BENCH_N', 200)
 
 function check(ok: boolean, what: string): void {
   if (!ok) throw new Error(`bench:db sanity check failed: ${what}`)
@@ -313,12 +308,6 @@ async function postgres(): Promise<Target> {
       await pool.end()
     },
   }
-}
-
-const median = (xs: readonly number[]): number => {
-  const s = [...xs].sort((a, b) => a - b)
-  const m = s.length >> 1
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2
 }
 
 interface Pair {

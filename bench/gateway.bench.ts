@@ -57,21 +57,16 @@ import ts from 'typescript'
 import { Agent, request } from 'undici'
 import { type Child, Children, cpuSeconds, descendants, freePort, memoryMb, tail } from './lib/children.js'
 import { machineInfo } from './lib/machine.js'
+import { envInt, median } from './lib/numbers.js'
 import { printReport, printTable, type Row, round } from './lib/report.js'
 import { ensureWrk, runningWrk, runWrk, type WrkResult } from './lib/wrk.js'
 
 const ROOT = new URL('..', import.meta.url).pathname
 const TSX = import.meta.resolve('tsx')
 
-function positive(name: string, fallback: number): number {
-  const raw = process.env[name]
-  const n = raw === undefined ? fallback : Number(raw)
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} must be a positive whole number, got ${raw}`)
-  return n
-}
-const DURATION_S = positive('APPACTIVE_BENCH_DURATION_S', 8)
-const WARMUP_S = positive('APPACTIVE_BENCH_WARMUP_S', 2)
-const ROUNDS = positive('APPACTIVE_BENCH_ROUNDS', 3)
+const DURATION_S = envInt('APPACTIVE_BENCH_DURATION_S', 8)
+const WARMUP_S = envInt('APPACTIVE_BENCH_WARMUP_S', 2)
+const ROUNDS = envInt('APPACTIVE_BENCH_ROUNDS', 3)
 const RUNNER = process.env.APPACTIVE_BENCH_GATEWAY_RUNNER ?? 'built'
 if (RUNNER !== 'built' && RUNNER !== 'tsx')
   throw new Error('APPACTIVE_BENCH_GATEWAY_RUNNER must be built or tsx')
@@ -82,12 +77,6 @@ const PATH = '/item?r_id=12345'
 
 const log = (line: string): void => void process.stderr.write(`bench:gateway: ${line}\n`)
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
-const median = (xs: readonly number[]): number => {
-  const s = [...xs].sort((a, b) => a - b)
-  const mid = s.length >> 1
-  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2
-}
-
 // --------------------------------------------------------------------------------------------- processes
 
 const machine = machineInfo()

@@ -38,6 +38,7 @@ import { createRuleServer, type RuleServer } from '../src/channels/control/serve
 import type { RuleSet } from '../src/rules/index.js'
 import { AgentHost, benchRules, clock, type HostMode } from './lib/agent-host.js'
 import { machineInfo } from './lib/machine.js'
+import { envInt } from './lib/numbers.js'
 import type { FromWorker, ToWorker } from './lib/propagation-worker.js'
 import { printReport, printTable, type Row, round } from './lib/report.js'
 
@@ -48,15 +49,9 @@ const SIZES = [100, 1000] as const
 const WARMUP = 5
 const GAP_MS = 10
 const WAIT_MS = 30_000
-const VERSIONS = positive('APPACTIVE_BENCH_VERSIONS', 50)
-const WORKERS = positive('APPACTIVE_BENCH_WORKERS', 2)
-const INPROCESS_VERSIONS = positive('APPACTIVE_BENCH_INPROCESS_VERSIONS', 10, true)
-
-function positive(name: string, fallback: number, zeroOk = false): number {
-  const v = Number(process.env[name] ?? fallback)
-  if (!Number.isSafeInteger(v) || v < (zeroOk ? 0 : 1)) throw new Error(`${name} must be a whole number`)
-  return v
-}
+const VERSIONS = envInt('APPACTIVE_BENCH_VERSIONS', 50)
+const WORKERS = envInt('APPACTIVE_BENCH_WORKERS', 2)
+const INPROCESS_VERSIONS = envInt('APPACTIVE_BENCH_INPROCESS_VERSIONS', 10, 0)
 
 /** The rule set published as `version`: two mappings alternating, a fence on every 5th. */
 function ruleSetAt(version: number): RuleSet {
