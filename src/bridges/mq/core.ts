@@ -88,6 +88,11 @@ export class TopicTable {
     this.#topics = topics
   }
 
+  /** The listed topic names, longest first (for adapters that find a topic by subject prefix, like NATS). */
+  get names(): readonly string[] {
+    return [...this.#topics.keys()].sort((a, b) => b.length - a.length || (a < b ? -1 : 1))
+  }
+
   /** The settings of `topic`; `normal` when it is not listed. */
   get(topic: string): Required<TopicSettings> {
     return this.#topics.get(topic) ?? NORMAL

@@ -55,3 +55,18 @@ export {
   resolveHold,
   TopicTable,
 } from './core.js'
+export type {
+  NatsConsumerOptions,
+  NatsDeliveryInfo,
+  NatsHoldOptions,
+  NatsProducerOptions,
+  NatsPublishOptions,
+  NatsPublishResult,
+} from './nats.js'
+export {
+  createNatsConsumer,
+  createNatsProducer,
+  DEAD_SUBJECT_HEADER,
+  NatsConsumer,
+  NatsProducer,
+} from './nats.js'
