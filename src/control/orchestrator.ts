@@ -168,6 +168,10 @@ export class CutoverOrchestrator implements Orchestrator {
     } catch (err) {
       if (this.#closed && isShutdown(err)) return // left running: the next process resumes or rolls back
       const step = toStepError(err, run.controller.signal)
+      // A publish that failed may still have been stored: the store, not this process, says whether the
+      // new mapping is out.
+      const latest = await this.#ctx.store.latestRuleSet().catch(() => undefined)
+      if (latest !== undefined && sameMapping(latest.ruleSet, plan.target)) run.switched = true
       if (run.switched) {
         // Past the switch nothing is rolled back: the new owners may have accepted writes.
         await this.#finish(run, 'failed', {
@@ -192,9 +196,9 @@ export class CutoverOrchestrator implements Orchestrator {
       await this.#phase(run, 'drain', () => this.#drain(run))
       await this.#phase(run, 'catch-up', () => this.#catchUp(run))
       if (run.controller.signal.aborted) throw run.controller.signal.reason
-      run.switched = true
       await this.#phase(run, 'switch', async () => {
         const v = await this.#publishUnlessThere(run, fenced(plan.target), 'switch')
+        run.switched = true
         return { version: v, ...(await this.#acks(run, v, true)) }
       })
     } else if (hasFence(await this.#latest()) && !this.#phaseDone(run, 'switch')) {
@@ -233,10 +237,10 @@ export class CutoverOrchestrator implements Orchestrator {
         return { lapsed: r.lapsed, ...rpo }
       })
       if (run.controller.signal.aborted) throw run.controller.signal.reason
-      run.switched = true
     }
     await this.#phase(run, 'switch', async () => {
       const v = await this.#publishUnlessThere(run, withFence(plan.target, undefined), 'switch')
+      run.switched = true
       const acks = await this.#acks(run, v, true, (n) => n.unit !== failed)
       return { version: v, ...acks, rtoMs: Math.max(0, this.#ctx.now() - t0) }
     })
