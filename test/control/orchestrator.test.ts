@@ -245,6 +245,41 @@ describe('orchestrator: cut-over', () => {
     assert.match(back.error!.message, /stuck/)
   })
 
+  test('after the switch a late agent does not stop the run: the fence is lifted and the agent listed', async (t) => {
+    const s = await controlPlane(t)
+    await world(t, s, SHARED_DB)
+    // An agent that applies the fence (its heartbeats carry version 2, which counts as an ack) and then
+    // never anything else, while keeping its lease.
+    const session = (
+      await call(s.url, 'POST', '/v1/agent/register', TOKEN, {
+        nodeId: 'slow',
+        app: 'shop',
+        unit: 'unit',
+        version: 1,
+      })
+    ).json.session as string
+    let held = 1
+    const beat = setInterval(() => {
+      void request(`${s.url}/v1/agent/heartbeat`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${session}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ version: held, inflightFenced: 0 }),
+      })
+        .then((r) => r.body.dump())
+        .catch(() => {}) // the control plane may already be closed
+    }, 100)
+    t.after(() => clearInterval(beat))
+    s.cp.rules.on('ack', () => {
+      if (s.cp.rules.latestVersion === 2) held = 2
+    })
+    const op = await ended(s, await cutover(s))
+    assert.equal(op.state, 'succeeded', JSON.stringify(op.error))
+    const late = (name: string) => op.phases.find((p) => p.name === name)!.detail!.late
+    assert.deepEqual(late('switch'), ['slow'])
+    assert.deepEqual(late('unfence'), ['slow'])
+    assert.equal((await latest(s)).fence, undefined)
+  })
+
   test('a control plane stopped mid-run resumes on restart and never leaves a fence', async (t) => {
     const first = await controlPlane(t)
     const [center] = await world(t, first, SHARED_DB)
