@@ -56,6 +56,22 @@ export {
   TopicTable,
 } from './core.js'
 export type {
+  KafkaConsumerOptions,
+  KafkaDeliveryInfo,
+  KafkaHoldOptions,
+  KafkaProducerOptions,
+  KafkaSendOptions,
+  KafkaSendResult,
+} from './kafkajs.js'
+export {
+  createKafkaConsumer,
+  createKafkaProducer,
+  DEAD_OFFSET_HEADER,
+  DEAD_TOPIC_HEADER,
+  KafkaConsumer,
+  KafkaProducer,
+} from './kafkajs.js'
+export type {
   NatsConsumerOptions,
   NatsDeliveryInfo,
   NatsHoldOptions,
