@@ -56,6 +56,26 @@ export {
   TopicTable,
 } from './core.js'
 export type {
+  ClaimOptions,
+  InboxDialect,
+  InboxExecutor,
+  InboxResult,
+  Mysql2Queryable,
+  PgQueryable,
+  SqliteQueryable,
+} from './inbox.js'
+export {
+  claimMessage,
+  claimMessageSync,
+  DEFAULT_INBOX_TABLE,
+  inboxClaimSql,
+  inboxMysql2,
+  inboxPg,
+  inboxSqlite,
+  inboxTableSql,
+  MAX_INBOX_ID_LENGTH,
+} from './inbox.js'
+export type {
   KafkaConsumerOptions,
   KafkaDeliveryInfo,
   KafkaHoldOptions,
