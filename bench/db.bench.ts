@@ -26,14 +26,17 @@
  * Environment: APPACTIVE_BENCH_TIME_MS (classification time per case, default 1000), APPACTIVE_BENCH_ROUNDS
  * (default 30), APPACTIVE_BENCH_N (statements per run, default 200).
  */
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
 import mysql from 'mysql2/promise'
 import pg from 'pg'
 import pino from 'pino'
 import { Bench, type FnReturnedObject } from 'tinybench'
-import { createAgent } from '../src/agent/index.js'
-import { classify, classifyUncached, type Dialect, guard } from '../src/bridges/db/index.js'
-import { runWithRoute } from '../src/context/index.js'
+import type { Dialect } from '../src/bridges/db/index.js'
 import type { RuleSet } from '../src/rules/index.js'
+import { compileSrc } from './lib/build.js'
 import { machineInfo } from './lib/machine.js'
 import { envInt, median } from './lib/numbers.js'
 import { printReport, printTable, type Row, round } from './lib/report.js'
@@ -44,6 +47,28 @@ const BATCH = 1024
 const TIME_MS = envInt('APPACTIVE_BENCH_TIME_MS', 1000)
 const ROUNDS = envInt('APPACTIVE_BENCH_ROUNDS', 30)
 const N = envInt('APPACTIVE_BENCH_N', 200)
+
+// The code under test is what tsc emits (what users run), not tsx's transform of it (which wraps every
+// named closure in a __name() call). APPACTIVE_BENCH_DB_RUNNER=tsx measures src/ through tsx instead.
+const RUNNER = process.env.APPACTIVE_BENCH_DB_RUNNER ?? 'built'
+if (RUNNER !== 'built' && RUNNER !== 'tsx') throw new Error('APPACTIVE_BENCH_DB_RUNNER must be built or tsx')
+const tmp = mkdtempSync(join(tmpdir(), 'appactive-bench-db-'))
+process.on('exit', () => rmSync(tmp, { recursive: true, force: true }))
+const base =
+  RUNNER === 'tsx'
+    ? new URL('../src/', import.meta.url)
+    : pathToFileURL(
+        `${compileSrc(join(tmp, 'build'), (l) => process.stderr.write(`bench:db: ${l}\n`), 'bridges/db/index.js')}/`,
+      )
+const { createAgent } = (await import(
+  new URL('agent/index.js', base).href
+)) as typeof import('../src/agent/index.js')
+const { classify, classifyUncached, guard } = (await import(
+  new URL('bridges/db/index.js', base).href
+)) as typeof import('../src/bridges/db/index.js')
+const { runWithRoute } = (await import(
+  new URL('context/index.js', base).href
+)) as typeof import('../src/context/index.js')
 
 function check(ok: boolean, what: string): void {
   if (!ok) throw new Error(`bench:db sanity check failed: ${what}`)

@@ -42,19 +42,12 @@
  *   APPACTIVE_BENCH_KEEP=1          keep the temp dir with every process's log
  */
 import { spawnSync } from 'node:child_process'
-import {
-  copyFileSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  rmSync,
-  symlinkSync,
-  writeFileSync,
-} from 'node:fs'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { basename, join, resolve } from 'node:path'
 import ts from 'typescript'
 import { Agent, request } from 'undici'
+import { compileSrc } from './lib/build.js'
 import { type Child, Children, cpuSeconds, descendants, freePort, memoryMb, tail } from './lib/children.js'
 import { machineInfo } from './lib/machine.js'
 import { envInt, median } from './lib/numbers.js'
@@ -159,26 +152,9 @@ function runner(): Runner {
   }
   const build = join(tmp, 'build')
   mkdirSync(join(build, 'bench'), { recursive: true })
-  // The compiled code finds its dependencies and package.json (the CLI's version) as an installed package would.
-  symlinkSync(join(ROOT, 'node_modules'), join(build, 'node_modules'), 'dir')
-  copyFileSync(join(ROOT, 'package.json'), join(build, 'package.json'))
-  log('compiling src/ with tsconfig.build.json into the temp dir (dist/ is not touched)')
-  const tsc = spawnSync(
-    process.execPath,
-    [
-      join(ROOT, 'node_modules/typescript/bin/tsc'),
-      ...['-p', 'tsconfig.build.json', '--outDir', join(build, 'dist')],
-      ...['--declaration', 'false', '--declarationMap', 'false', '--sourceMap', 'false'],
-    ],
-    { cwd: ROOT, encoding: 'utf8' },
-  )
-  const runJs = join(build, 'dist/cli/run.js')
-  if (tsc.status !== 0) {
-    // tsc still emits on type errors (someone may be mid-edit in src/); a missing file is fatal.
-    log(`tsc exited ${tsc.status}; using what it emitted:\n${(tsc.stdout + tsc.stderr).slice(0, 2000)}`)
-  }
+  const runJs = join(compileSrc(build, log, 'cli/run.js'), 'cli/run.js')
   if (spawnSync(process.execPath, ['--check', runJs]).status !== 0)
-    throw new Error(`the compiled CLI is missing or broken (${runJs}):\n${tsc.stdout}${tsc.stderr}`)
+    throw new Error(`the compiled CLI is broken (${runJs})`)
   return {
     cli: [process.execPath, runJs],
     helper: (file, ...args) => {
