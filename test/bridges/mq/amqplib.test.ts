@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
 import { after, before, describe, test } from 'node:test'
 import amqp, { type ChannelModel, type ConfirmChannel, type ConsumeMessage } from 'amqplib'
-import { createAgent, type RoutingAgent } from '../../../src/agent/index.js'
+import type { RoutingAgent } from '../../../src/agent/index.js'
 import {
   type AmqpConsumer,
   createAmqpConsumer,
@@ -13,29 +13,12 @@ import {
 } from '../../../src/bridges/mq/index.js'
 import { currentRouteId, runWithRoute } from '../../../src/context/index.js'
 import type { RuleSet } from '../../../src/rules/index.js'
-import { silent, until } from '../../helpers/agents.js'
+import { until } from '../../helpers/agents.js'
 import { needs, RABBITMQ } from '../../helpers/services.js'
 import { threeUnits } from '../../helpers/topology.js'
+import { agentIn, moved } from './helpers.js'
 
 const skip = await needs(RABBITMQ)
-
-/** v`version`: 5000~5099 moved from hz to sh, no fence. */
-function moved(version: number): RuleSet {
-  return {
-    ...threeUnits(version),
-    mapping: [
-      { unit: 'center', ranges: ['0~3332'] },
-      { unit: 'hz', ranges: ['3333~4999', '5100~6665'] },
-      { unit: 'sh', ranges: ['5000~5099', '6666~9999'] },
-    ],
-  }
-}
-
-function agentIn(unit: string, rules: RuleSet): RoutingAgent {
-  const agent = createAgent({ unit, app: 'shop', channels: [], cache: false, logger: silent })
-  assert.equal(agent.apply(rules).status, 'applied')
-  return agent
-}
 
 interface Got {
   readonly unit: string

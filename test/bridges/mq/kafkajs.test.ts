@@ -7,7 +7,7 @@ import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
 import { afterEach, beforeEach, describe, test } from 'node:test'
 import type { Consumer, IHeaders, KafkaMessage, Producer } from 'kafkajs'
-import { createAgent, type RoutingAgent } from '../../../src/agent/index.js'
+import type { RoutingAgent } from '../../../src/agent/index.js'
 import {
   createKafkaConsumer,
   createKafkaProducer,
@@ -26,30 +26,12 @@ import {
   UNIT_HEADER,
 } from '../../../src/context/index.js'
 import { type AppActiveError, FencedError } from '../../../src/errors/index.js'
-import type { RuleSet } from '../../../src/rules/index.js'
-import { silent, until } from '../../helpers/agents.js'
+import { until } from '../../helpers/agents.js'
 import { FakeKafka } from '../../helpers/kafka-fake.js'
 import { threeUnits } from '../../helpers/topology.js'
+import { agentIn, moved } from './helpers.js'
 
 const topics = { orders: 'unit', stock: 'center' } as const
-
-/** v`version`: 5000~5099 moved from hz to sh, no fence. */
-function moved(version: number): RuleSet {
-  return {
-    ...threeUnits(version),
-    mapping: [
-      { unit: 'center', ranges: ['0~3332'] },
-      { unit: 'hz', ranges: ['3333~4999', '5100~6665'] },
-      { unit: 'sh', ranges: ['5000~5099', '6666~9999'] },
-    ],
-  }
-}
-
-function agentIn(unit: string, rules: RuleSet): RoutingAgent {
-  const agent = createAgent({ unit, app: 'shop', channels: [], cache: false, logger: silent })
-  assert.equal(agent.apply(rules).status, 'applied')
-  return agent
-}
 
 const text = (v: IHeaders[string]): string | undefined =>
   v === undefined ? undefined : Array.isArray(v) ? String(v[0]) : v.toString()

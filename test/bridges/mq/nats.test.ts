@@ -11,7 +11,7 @@ import {
   StorageType,
 } from '@nats-io/jetstream'
 import { connect, headers, type NatsConnection, nanos } from '@nats-io/transport-node'
-import { createAgent, type RoutingAgent } from '../../../src/agent/index.js'
+import type { RoutingAgent } from '../../../src/agent/index.js'
 import {
   createNatsConsumer,
   createNatsProducer,
@@ -26,29 +26,12 @@ import {
 import { currentRouteId, runWithRoute } from '../../../src/context/index.js'
 import type { AppActiveError } from '../../../src/errors/index.js'
 import type { RuleSet } from '../../../src/rules/index.js'
-import { silent, until } from '../../helpers/agents.js'
+import { until } from '../../helpers/agents.js'
 import { NATS, needs } from '../../helpers/services.js'
 import { threeUnits } from '../../helpers/topology.js'
+import { agentIn, moved } from './helpers.js'
 
 const skip = await needs(NATS)
-
-/** v`version`: 5000~5099 moved from hz to sh, no fence. */
-function moved(version: number): RuleSet {
-  return {
-    ...threeUnits(version),
-    mapping: [
-      { unit: 'center', ranges: ['0~3332'] },
-      { unit: 'hz', ranges: ['3333~4999', '5100~6665'] },
-      { unit: 'sh', ranges: ['5000~5099', '6666~9999'] },
-    ],
-  }
-}
-
-function agentIn(unit: string, rules: RuleSet): RoutingAgent {
-  const agent = createAgent({ unit, app: 'shop', channels: [], cache: false, logger: silent })
-  assert.equal(agent.apply(rules).status, 'applied')
-  return agent
-}
 
 describe('NATS adapter without a server', () => {
   const agent = agentIn('hz', threeUnits(1))
