@@ -35,25 +35,16 @@
  *                                 figures are not the bench's
  *   APPACTIVE_BENCH_KEEP=1        keep the temp dir with every process's log
  */
-import {
-  copyFileSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  symlinkSync,
-  writeFileSync,
-} from 'node:fs'
-import { tmpdir } from 'node:os'
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
 import { dirname, join, relative, resolve } from 'node:path'
 import ts from 'typescript'
-import { Agent, request } from 'undici'
-import { type Child, Children, cpuSeconds, freePort, tail } from './lib/children.js'
+import { request } from 'undici'
+import { type Child, cpuSeconds, freePort, tail } from './lib/children.js'
 import { machineInfo } from './lib/machine.js'
 import { envInt, median } from './lib/numbers.js'
 import { printReport, printTable, type Row, round } from './lib/report.js'
-import { ensureWrk, runningWrk, runWrk, type WrkResult } from './lib/wrk.js'
+import { benchSession } from './lib/session.js'
+import { ensureWrk, runWrk, type WrkResult } from './lib/wrk.js'
 
 const ROOT = new URL('..', import.meta.url).pathname
 const TSX = import.meta.resolve('tsx')
@@ -69,39 +60,12 @@ const CONNECTIONS = 64
 const PATH = '/orders/7?uid=4000'
 const TARGETS = { rps: 0.95, p99: 1.05 }
 
-const log = (line: string): void => void process.stderr.write(`bench:bridges: ${line}\n`)
+const session = benchSession('bridges', KEEP)
+const { log, children, tmp, client, cleanup } = session
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 // --------------------------------------------------------------------------------------------- processes
 
 const machine = machineInfo()
-const children = new Children()
-const tmp = mkdtempSync(join(tmpdir(), 'appactive-bench-bridges-'))
-const client = new Agent({ connections: 4 })
-let failed = false
-let interrupted = false
-let cleaning: Promise<void> | undefined
-
-/** Stops wrk and every child process, closes the client, removes the temp dir. Runs once. */
-function cleanup(): Promise<void> {
-  cleaning ??= (async () => {
-    for (const w of runningWrk) w.kill('SIGTERM')
-    await children.stopAll()
-    await client.close()
-    if (!KEEP && !failed) rmSync(tmp, { recursive: true, force: true })
-  })()
-  return cleaning
-}
-process.on('exit', () => {
-  for (const w of runningWrk) w.kill('SIGKILL')
-  children.killAllNow()
-})
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    log(`${signal}: stopping every child process`)
-    interrupted = true
-    void cleanup().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143))
-  })
-}
 
 interface Answer {
   readonly status: number
@@ -371,11 +335,4 @@ function report(targets: readonly Target[], wrkVersion: string): void {
   printReport({ bench: 'bridges', machine, metrics })
 }
 
-main().catch(async (err: unknown) => {
-  if (interrupted) return // the signal handler stops everything and exits
-  failed = true
-  log(`failed: ${err instanceof Error ? err.message : String(err)}`)
-  await cleanup().catch(() => undefined)
-  log(`logs kept in ${tmp}`)
-  process.exit(1)
-})
+session.run(main)

@@ -42,17 +42,17 @@
  *   APPACTIVE_BENCH_KEEP=1          keep the temp dir with every process's log
  */
 import { spawnSync } from 'node:child_process'
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { basename, join, resolve } from 'node:path'
 import ts from 'typescript'
-import { Agent, request } from 'undici'
+import { request } from 'undici'
 import { compileSrc } from './lib/build.js'
-import { type Child, Children, cpuSeconds, descendants, freePort, memoryMb, tail } from './lib/children.js'
+import { type Child, cpuSeconds, descendants, freePort, memoryMb, tail } from './lib/children.js'
 import { machineInfo } from './lib/machine.js'
 import { envInt, median } from './lib/numbers.js'
 import { printReport, printTable, type Row, round } from './lib/report.js'
-import { ensureWrk, runningWrk, runWrk, type WrkResult } from './lib/wrk.js'
+import { benchSession } from './lib/session.js'
+import { ensureWrk, runWrk, type WrkResult } from './lib/wrk.js'
 
 const ROOT = new URL('..', import.meta.url).pathname
 const TSX = import.meta.resolve('tsx')
@@ -68,41 +68,12 @@ const KEEP = process.env.APPACTIVE_BENCH_KEEP === '1'
 const CONNECTIONS = 64
 const PATH = '/item?r_id=12345'
 
-const log = (line: string): void => void process.stderr.write(`bench:gateway: ${line}\n`)
+const session = benchSession('gateway', KEEP)
+const { log, children, tmp, client, cleanup } = session
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 // --------------------------------------------------------------------------------------------- processes
 
 const machine = machineInfo()
-const children = new Children()
-const tmp = mkdtempSync(join(tmpdir(), 'appactive-bench-gateway-'))
-const client = new Agent({ connections: 4 })
-/** Set on failure: the temp dir (every process's log) is kept. */
-let failed = false
-/** Set by SIGINT / SIGTERM: the failures that follow (wrk killed...) are the interruption's, not the bench's. */
-let interrupted = false
-let cleaning: Promise<void> | undefined
-
-/** Stops wrk and every child process (SIGTERM, then SIGKILL), closes the client, removes the temp dir. Runs once. */
-function cleanup(): Promise<void> {
-  cleaning ??= (async () => {
-    for (const w of runningWrk) w.kill('SIGTERM')
-    await children.stopAll()
-    await client.close()
-    if (!KEEP && !failed) rmSync(tmp, { recursive: true, force: true })
-  })()
-  return cleaning
-}
-process.on('exit', () => {
-  for (const w of runningWrk) w.kill('SIGKILL')
-  children.killAllNow()
-})
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    log(`${signal}: stopping every child process`)
-    interrupted = true
-    void cleanup().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143))
-  })
-}
 
 /** GET `url` and return status and body text; status 0 when nothing answers (yet). */
 async function get(url: string): Promise<{ status: number; body: string }> {
@@ -455,11 +426,4 @@ function report(targets: readonly Target[], mem: Memory, wrkVersion: string, how
   printReport({ bench: 'gateway', machine, metrics })
 }
 
-main().catch(async (err: unknown) => {
-  if (interrupted) return // the signal handler stops everything and exits
-  failed = true
-  log(`failed: ${err instanceof Error ? err.message : String(err)}`)
-  await cleanup().catch(() => undefined)
-  log(`logs kept in ${tmp}`)
-  process.exit(1)
-})
+session.run(main)
