@@ -10,7 +10,7 @@ import { type AppActiveError, FencedError, WrongUnitError } from '../../../src/e
 import { rules } from '../../helpers/agents.js'
 import {
   agentFor,
-  assertRefusal,
+  assertOutcome,
   CENTER_ID,
   caught,
   FENCE,
@@ -85,14 +85,7 @@ describe('better-sqlite3 write guard', { timeout: 60_000 }, () => {
               err = e // synchronous: better-sqlite3 throws where it would have run the statement
             }
           })
-          if (row.expect === undefined) {
-            assert.equal(err, undefined, `${name}: ${String(err)}`)
-            assert.equal(count(tag), 1, `${name}: the row is written`)
-          } else {
-            assertRefusal(err, row, agent)
-            assert.equal(count(tag), 0, `${name}: a refused write never reaches the database`)
-          }
-          assert.equal(agent.state().inflight, 0, `${name}: nothing stays in flight`)
+          await assertOutcome(name, row, agent, err, count(tag))
           assert.equal(raw.inTransaction, false)
         }
       })

@@ -1,7 +1,9 @@
 /** Shared pieces of the database guard tests: agents in each situation, and the scope x outcome matrix. */
 import assert from 'node:assert/strict'
+import { describe, test } from 'node:test'
 import { createAgent, type RoutingAgent, type WriteScope } from '../../../src/agent/index.js'
 import type { RuleChannel } from '../../../src/channels/types.js'
+import { runWithRoute } from '../../../src/context/index.js'
 import { AppActiveError, type ErrorCode } from '../../../src/errors/index.js'
 import { rules, silent } from '../../helpers/agents.js'
 
@@ -177,4 +179,45 @@ export function recordingLogger(): { warn(obj: object, msg: string): void; warni
 /** A table name of this test process, so parallel runs do not collide. */
 export function tableName(driver: string): string {
   return `aa_guard_${driver}_${process.pid}`
+}
+
+/**
+ * The matrix verdict for one surface: an allowed write lands once; a refused one fails with the row's
+ * error and lands nowhere; nothing stays in flight either way.
+ */
+export async function assertOutcome(
+  name: string,
+  row: MatrixRow,
+  agent: RoutingAgent,
+  err: unknown,
+  written: number | Promise<number>,
+): Promise<void> {
+  if (row.expect === undefined) {
+    assert.equal(err, undefined, `${name}: ${String(err)}`)
+    assert.equal(await written, 1, `${name}: the row is written`)
+  } else {
+    assertRefusal(err, row, agent)
+    assert.equal(await written, 0, `${name}: a refused write never reaches the database`)
+  }
+  assert.equal(agent.state().inflight, 0, `${name}: nothing stays in flight`)
+}
+
+/** Every scope x every outcome on every surface of an async driver (`prefix` keeps the rows' tags apart). */
+export function asyncMatrix(
+  prefix: string,
+  surfaces: Record<string, (agent: RoutingAgent, row: MatrixRow, tag: string) => Promise<unknown>>,
+  count: (tag: string) => Promise<number>,
+): void {
+  describe('every scope x every outcome, on every API', () => {
+    MATRIX.forEach((row, r) => {
+      test(rowName(row), async () => {
+        const agent = await agentFor(row)
+        for (const [name, send] of Object.entries(surfaces)) {
+          const tag = `${prefix}${r}-${name}`
+          const err = await runWithRoute({ routeId: row.routeId }, () => caught(() => send(agent, row, tag)))
+          await assertOutcome(name, row, agent, err, count(tag))
+        }
+      })
+    })
+  })
 }

@@ -15,14 +15,12 @@ import { rules, silent } from '../../helpers/agents.js'
 import { needs, PG_CONFIG, POSTGRES } from '../../helpers/services.js'
 import {
   agentFor,
-  assertRefusal,
+  asyncMatrix,
   CENTER_ID,
   caught,
   FENCE,
-  MATRIX,
   type MatrixRow,
   recordingLogger,
-  rowName,
   tableName,
   UNIT_ID,
 } from './helpers.js'
@@ -113,25 +111,7 @@ describe('pg write guard', { skip, timeout: 60_000 }, () => {
     },
   }
 
-  describe('every scope x every outcome, on every API', () => {
-    MATRIX.forEach((row, r) => {
-      test(rowName(row), async () => {
-        const agent = await agentFor(row)
-        for (const [name, send] of Object.entries(surfaces)) {
-          const tag = `p${r}-${name}`
-          const err = await runWithRoute({ routeId: row.routeId }, () => caught(() => send(agent, row, tag)))
-          if (row.expect === undefined) {
-            assert.equal(err, undefined, `${name}: ${String(err)}`)
-            assert.equal(await count(tag), 1, `${name}: the row is written`)
-          } else {
-            assertRefusal(err, row, agent)
-            assert.equal(await count(tag), 0, `${name}: a refused write never reaches the database`)
-          }
-          assert.equal(agent.state().inflight, 0, `${name}: nothing stays in flight`)
-        }
-      })
-    })
-  })
+  asyncMatrix('p', surfaces, count)
 
   test('reads pass in any situation unless strict; a strict read needs what a write needs', async () => {
     const agent = await agentFor({ unit: 'unit' })
