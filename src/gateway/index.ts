@@ -12,6 +12,8 @@ export {
 export { GatewayHandler, PEER_HEADER } from './gateway.js'
 export type { HoldOutcome } from './hold.js'
 export { FenceHold } from './hold.js'
+export type { NginxGateway, NginxGatewayOptions, NginxRules } from './nginx/index.js'
+export { compileNginxRules, findNginx, NginxError, startNginxGateway } from './nginx/index.js'
 export { forward, sendError, upstreamHeaders } from './proxy.js'
 export type { Gateway, GatewayOptions } from './server.js'
 export { createGateway } from './server.js'
