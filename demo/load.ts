@@ -13,13 +13,12 @@
  */
 import type { Operation, RuleSetRecord } from 'appactive/control'
 import { compileRouter, type Router } from 'appactive/rules'
-import Database from 'better-sqlite3'
 import { request } from 'undici'
 import { fail as failWith, parseFlags } from './lib/args.js'
 import { controlApi } from './lib/control-api.js'
 import { describePhase, latestRules, operationMs, runCutover } from './lib/cutover-run.js'
-import { PRODUCTS } from './lib/db.js'
-import { dualWriteViolations, type OrderRow } from './lib/dual-write.js'
+import { type OrderAudit, PRODUCTS, sqliteOrderAudit } from './lib/db.js'
+import { dualWriteViolations } from './lib/dual-write.js'
 import { bold, green, red } from './lib/logs.js'
 import { readState, UNITS, type UnitName } from './lib/topology.js'
 
@@ -52,8 +51,13 @@ const MOVED = '2000~2999'
 const { router: before, record: beforeRecord } = await latestRules(state)
 const from = before.route('2000').unit as UnitName
 const to = UNITS.find((u) => u !== from)!
-const orders = new Database(state.files.orders, { readonly: true, fileMustExist: true })
-const firstRow = (orders.prepare('SELECT coalesce(max(id), 0) AS n FROM orders').get() as { n: number }).n
+/** The orders written after `afterId`, in id order: from orders.db, or merged from every unit's MariaDB. */
+async function ordersAfter(afterId: number): Promise<OrderAudit[]> {
+  if (state.mariadb === undefined) return sqliteOrderAudit(state.files.orders, afterId)
+  const { mariadbOrderAudit } = await import('./lib/db-mariadb.js')
+  return mariadbOrderAudit(Object.values(state.mariadb.urls), afterId)
+}
+const firstRow = Math.max(0, ...(await ordersAfter(0)).map((r) => r.id))
 // Enough stock for every buy this run can make (workers pace themselves at about 20 requests/s each).
 for (const p of PRODUCTS) {
   const res = await request(`${state.storageUrl}/restock?pId=${p.id}&number=${seconds * workers * 20}`, {
@@ -168,10 +172,7 @@ const elapsed = (performance.now() - started) / 1000
 
 // ---- the dual-write check --------------------------------------------------------------------------
 
-const rows = orders
-  .prepare('SELECT id, r_id, unit, node, rule_version FROM orders WHERE id > ? ORDER BY id')
-  .all(firstRow) as OrderRow[]
-orders.close()
+const rows = await ordersAfter(firstRow)
 const viewer = controlApi(state.controlUrl, state.tokens.viewer)
 const routers = new Map<number, Router>()
 for (const v of new Set(rows.map((r) => r.rule_version))) {

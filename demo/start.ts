@@ -1,25 +1,31 @@
 /**
- * `npm start`: the multi-unit shop demo on one machine, with no external service.
+ * `npm start`: the multi-unit shop demo on one machine, with no external service by default.
  *
- * Starts, as child processes of this supervisor: the control plane (SQLite store), then in each unit
- * (`center`, `unit`) the shop's services (frontend, product, orders; storage in the center only) and a
- * gateway. Stores the topology and the initial rule set through the control plane's API, waits until
- * every process is ready, prints the URLs, and stops everything on Ctrl-C (SIGINT) or SIGTERM: the
- * shop first, the control plane last, no process left behind.
+ * Starts, as child processes of this supervisor: with `--db mariadb`, a MariaDB server per unit with
+ * GTID replication both ways (lib/mariadb.ts); the control plane (SQLite store); then in each unit
+ * (`center`, `unit`) the shop's services (frontend, product, orders with its points module; storage in
+ * the center only) and a gateway. With `--mq rabbitmq|nats` it first creates the run's exchange or
+ * stream on that broker (lib/bus.ts). Stores the topology and the initial rule set through the control
+ * plane's API, waits until every process is ready, prints the URLs, and stops everything on Ctrl-C
+ * (SIGINT) or SIGTERM: the shop first, then the control plane, then the databases; the broker's objects
+ * and the temp dirs are removed; no process is left behind.
  *
- *   npm start [-- --db sqlite] [--verbose]
+ *   npm start [-- --db sqlite|mariadb] [--mq memory|rabbitmq|nats] [--verbose]
  */
 import { type ChildProcess, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { relative } from 'node:path'
-import { parseArgs } from 'node:util'
 import { request } from 'undici'
 import { parse as parseYaml } from 'yaml'
+import { fail as failWith, parseFlags } from './lib/args.js'
+import { brokerAddress, busSettings, MQ_KINDS, type MqKind, provision } from './lib/bus.js'
 import { controlApi } from './lib/control-api.js'
-import { dbFiles, initDatabases } from './lib/db.js'
+import { DB_KINDS, type DbKind, dbFiles, initDatabases, removeDatabases } from './lib/db.js'
 import { bold, dim, green, pipeLines, red } from './lib/logs.js'
+import type { MariadbServer } from './lib/mariadb.js'
+import { mariadbMissing } from './lib/mariadb-server.js'
 import {
   APPS,
   type AppName,
@@ -36,45 +42,43 @@ import {
   type UnitName,
 } from './lib/topology.js'
 
-const USAGE = `usage: npm start [-- --db sqlite] [--verbose]
+const USAGE = `usage: npm start [-- --db sqlite|mariadb] [--mq memory|rabbitmq|nats] [--verbose]
 
-  --db sqlite   embedded SQLite databases, shared by both units in the same city (the default)
-  --verbose     debug logs and the gateways' access logs
-  -h, --help    this text`
+  --db sqlite     embedded SQLite databases, shared by both units in the same city (the default)
+  --db mariadb    a MariaDB server per unit, started here in a temp dir on free ports, each replicating
+                  the other's writes with GTID; cut-overs wait on the GTID probe (needs mariadb-server)
+  --mq memory     order.placed events over an in-process channel (the default)
+  --mq rabbitmq   over RabbitMQ at $DEMO_AMQP_URL (default amqp://guest:guest@127.0.0.1:5672)
+  --mq nats       over NATS JetStream at $DEMO_NATS_URL (default 127.0.0.1:4222)
+  --verbose       debug logs and the gateways' access logs
+  -h, --help      this text`
+
+const script = { name: 'demo', usage: USAGE }
 
 function out(line: string): void {
   process.stdout.write(`${line}\n`)
 }
 function fail(message: string, code: number): never {
-  process.stderr.write(`demo: ${message}\n`)
-  process.exit(code)
+  return failWith(script, message, code)
 }
 
 // ---- arguments -------------------------------------------------------------------------------------
 
-let args: { db: string; verbose: boolean; help: boolean }
-try {
-  const { values } = parseArgs({
-    options: {
-      db: { type: 'string', default: 'sqlite' },
-      verbose: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-    strict: true,
-    allowPositionals: false,
-  })
-  args = values as typeof args
-} catch (err) {
-  fail(`${(err as Error).message}\n${USAGE}`, 2)
+const args = parseFlags(
+  script,
+  { db: 'sqlite', mq: 'memory' },
+  { choices: { db: DB_KINDS, mq: MQ_KINDS }, switches: ['verbose'] },
+)
+const db = args.db as DbKind
+if (db === 'mariadb') {
+  const missing = mariadbMissing()
+  if (missing !== undefined) fail(`${missing}. Nothing was started.`, 1)
 }
-if (args.help) {
-  out(USAGE)
-  process.exit(0)
-}
-if (args.db === 'mariadb') {
-  fail('--db mariadb (one MariaDB per unit, with GTID replication) is not available yet; use --db sqlite', 2)
-}
-if (args.db !== 'sqlite') fail(`--db must be sqlite, got ${JSON.stringify(args.db)}\n${USAGE}`, 2)
+const mq = busSettings({
+  ...process.env,
+  DEMO_MQ: args.mq as MqKind,
+  DEMO_MQ_NAME: `appactive-demo-${randomBytes(4).toString('hex')}`,
+})
 
 // ---- ports: all free, or nothing starts ------------------------------------------------------------
 
@@ -104,12 +108,28 @@ if (busy.length > 0) {
   )
 }
 
+// ---- the broker: the run's exchange or stream, or nothing starts ----------------------------------
+
+/** The run's objects on the broker, deleted when the demo stops. */
+let broker: { teardown(): Promise<void> } | undefined
+if (mq.kind !== 'memory') {
+  try {
+    broker = await provision(mq, UNITS)
+  } catch (err) {
+    const why = (err as Error).message || (err as { code?: string }).code
+    fail(
+      `${mq.kind === 'nats' ? 'NATS' : 'RabbitMQ'} at ${brokerAddress(mq)} cannot be used: ${why}. Nothing was started.`,
+      1,
+    )
+  }
+}
+
 // ---- processes -------------------------------------------------------------------------------------
 
 interface Proc {
   readonly label: string
   readonly unit: UnitName | undefined
-  readonly kind: 'control' | 'gateway' | AppName
+  readonly kind: 'control' | 'gateway' | 'mariadb' | AppName
   readonly child: ChildProcess
   exited: boolean
 }
@@ -117,11 +137,15 @@ interface Proc {
 const started = performance.now()
 const dir = dataDir()
 mkdirSync(dir, { recursive: true })
-initDatabases(dir)
+if (db === 'sqlite') initDatabases(dir)
+else removeDatabases(dir)
 const token = () => randomBytes(24).toString('hex')
 const tokens = { admin: token(), operator: token(), viewer: token(), agent: token(), peer: token() }
 const procs: Proc[] = []
 let stopping = false
+/** With --db mariadb: the servers and their temp dir (removed at stop, and at exit). */
+let mariadbDir: string | undefined
+let servers: MariadbServer[] = []
 
 /** The environment of a child: the user's, less any appactive setting, plus the demo's. */
 function childEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
@@ -137,21 +161,54 @@ function childEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
     APPACTIVE_DEMO_DIR: dir,
     APPACTIVE_LOG_LEVEL: args.verbose ? 'debug' : (process.env.APPACTIVE_LOG_LEVEL ?? 'info'),
     DEMO_ACCESS_LOG: args.verbose ? '1' : '0',
+    DEMO_DB: db,
+    DEMO_MQ: mq.kind,
+    DEMO_MQ_NAME: mq.name,
+    DEMO_AMQP_URL: mq.amqpUrl,
+    DEMO_NATS_URL: mq.natsUrl,
     ...extra,
   }
 }
 
-function start(kind: Proc['kind'], unit: UnitName | undefined, extra: Record<string, string> = {}): Proc {
+/** This unit's MariaDB, for its processes. */
+function dbEnv(unit: UnitName | undefined): Record<string, string> {
+  const server = servers.find((s) => s.unit === unit)
+  return server === undefined ? {} : { DEMO_MARIADB_URL: server.url }
+}
+
+function start(
+  kind: Exclude<Proc['kind'], 'mariadb'>,
+  unit: UnitName | undefined,
+  extra: Record<string, string> = {},
+): Proc {
   const child = spawn(process.execPath, ['--import', 'tsx', `demo/services/${kind}.ts`], {
     cwd: ROOT,
-    env: childEnv(unit === undefined ? extra : { APPACTIVE_UNIT: unit, ...extra }),
+    env: childEnv(unit === undefined ? extra : { APPACTIVE_UNIT: unit, ...dbEnv(unit), ...extra }),
     // The IPC channel is the children's lifeline: when this process is gone, they stop (lib/lifecycle.ts).
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
   })
+  return watch(child, kind, unit)
+}
+
+/** A unit's MariaDB server. setpriv's parent-death signal is its lifeline: it dies with this process. */
+function startMariadb(server: MariadbServer): Proc {
+  // Its log is the error log in the temp dir (shown with --verbose, or when it exits unexpectedly).
+  const child = spawn(server.command, server.args, {
+    stdio: ['ignore', args.verbose ? 'pipe' : 'ignore', args.verbose ? 'pipe' : 'ignore'],
+  })
+  child.once('exit', () => {
+    if (stopping) return
+    const log = existsSync(server.errorLog) ? readFileSync(server.errorLog, 'utf8') : ''
+    for (const line of log.trim().split('\n').slice(-10)) out(`${server.unit}/mariadb   ${line}`)
+  })
+  return watch(child, 'mariadb', server.unit as UnitName)
+}
+
+function watch(child: ChildProcess, kind: Proc['kind'], unit: UnitName | undefined): Proc {
   const label = unit === undefined ? kind : `${unit}/${kind}`
   const proc: Proc = { label, unit, kind, child, exited: false }
-  pipeLines(child.stdout!, label, unit, out, args.verbose)
-  pipeLines(child.stderr!, label, unit, out, args.verbose)
+  if (child.stdout) pipeLines(child.stdout, label, unit, out, args.verbose)
+  if (child.stderr) pipeLines(child.stderr, label, unit, out, args.verbose)
   child.on('exit', (code, signal) => {
     proc.exited = true
     if (!stopping) {
@@ -163,9 +220,10 @@ function start(kind: Proc['kind'], unit: UnitName | undefined, extra: Record<str
   return proc
 }
 
-// Whatever happens to this process, its children go with it.
+// Whatever happens to this process, its children go with it (and the MariaDB temp dir).
 process.on('exit', () => {
   for (const p of procs) if (!p.exited) p.child.kill('SIGKILL')
+  if (mariadbDir !== undefined) rmSync(mariadbDir, { recursive: true, force: true })
 })
 
 /** SIGTERM to `group`, then SIGKILL to whatever still runs after `ms`. */
@@ -203,6 +261,16 @@ async function stop(code: number): Promise<void> {
     procs.filter((p) => p.kind === 'control'),
     5000,
   )
+  await terminate(
+    procs.filter((p) => p.kind === 'mariadb'),
+    10_000,
+  )
+  if (mariadbDir !== undefined) rmSync(mariadbDir, { recursive: true, force: true })
+  if (broker !== undefined) {
+    await broker
+      .teardown()
+      .catch((err: Error) => out(red(`demo: could not clean up ${mq.name}: ${err.message}`)))
+  }
   rmSync(stateFile(dir), { force: true })
   out(code === 0 ? 'demo: stopped; every process has exited' : red('demo: stopped'))
   process.exit(code)
@@ -243,7 +311,18 @@ async function ready(url: string, ms = 60_000): Promise<void> {
 }
 
 try {
+  if (db === 'mariadb') {
+    const { mariadbTempDir, prepareMariadb, replicateAndSeed, untilUp } = await import('./lib/mariadb.js')
+    mariadbDir = mariadbTempDir()
+    servers = await prepareMariadb(mariadbDir, UNITS)
+    const running = servers.map((s) => ({ server: s, proc: startMariadb(s) }))
+    await Promise.all(running.map(({ server, proc }) => untilUp(server, () => proc.exited || stopping)))
+    await replicateAndSeed(servers, 'center')
+  }
+  const urlOf = (unit: UnitName) => servers.find((s) => s.unit === unit)?.url ?? ''
   start('control', undefined, {
+    DEMO_MARIADB_CENTER: urlOf('center'),
+    DEMO_MARIADB_UNIT: urlOf('unit'),
     DEMO_ADMIN_TOKEN: tokens.admin,
     DEMO_OPERATOR_TOKEN: tokens.operator,
     DEMO_VIEWER_TOKEN: tokens.viewer,
@@ -254,7 +333,9 @@ try {
   // The topology and the initial rule set, as an operator would store them.
   const api = controlApi(controlUrl(), tokens.admin)
   const yaml = (name: string) => parseYaml(readFileSync(new URL(`rules/${name}`, import.meta.url), 'utf8'))
-  await api.call('PUT', '/v1/topology', { topology: yaml('topology.yaml'), reason: 'demo topology' })
+  // With --db mariadb, the databases and their replication probes are those of rules/mariadb.yaml.
+  const topology = { ...yaml('topology.yaml'), ...(db === 'mariadb' ? yaml('mariadb.yaml') : {}) }
+  await api.call('PUT', '/v1/topology', { topology, reason: `demo topology (--db ${db})` })
   await api.call('POST', '/v1/rules', {
     ruleSet: yaml('initial.yaml'),
     reason: "initial rules, as AppActive's demo: unit 0~1999, center 2000~9999",
@@ -268,7 +349,11 @@ try {
     gateways: { center: gatewayUrl('center'), unit: gatewayUrl('unit') },
     storageUrl: serviceUrl('storage', 'center'),
     dataDir: dir,
-    db: 'sqlite',
+    db,
+    ...(mariadbDir === undefined
+      ? {}
+      : { mariadb: { dir: mariadbDir, urls: { center: urlOf('center'), unit: urlOf('unit') } } }),
+    mq: { kind: mq.kind, name: mq.name },
     files: dbFiles(dir),
   }
   writeFileSync(stateFile(dir), `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 })
@@ -301,6 +386,16 @@ out('')
 out(`  the shop via the center gateway   ${bold(`${gatewayUrl('center')}/?r_id=2000`)}`)
 out(`  the shop via the unit gateway     ${bold(`${gatewayUrl('unit')}/?r_id=1000`)}`)
 out(`  control plane                     ${controlUrl()}   ${dim(`(tokens in ${stateShown})`)}`)
+out(
+  db === 'mariadb'
+    ? `  databases                         MariaDB per unit: ${servers.map((s) => `${s.unit} 127.0.0.1:${s.port}`).join(', ')}, GTID replication both ways`
+    : `  databases                         SQLite, shared by both units ${dim(`(${relative(process.cwd(), dir) || dir})`)}`,
+)
+out(
+  mq.kind === 'memory'
+    ? '  order.placed events               in-process'
+    : `  order.placed events               ${mq.kind === 'nats' ? 'NATS JetStream' : 'RabbitMQ'} at ${brokerAddress(mq)} (${mq.kind === 'nats' ? 'stream' : 'exchange'} ${mq.name})`,
+)
 out('')
 out(`  try  curl -s '${gatewayUrl('unit')}/api/detail?r_id=2000&pId=12'`)
 out('       npm run demo:cutover     moves users 2000~2999 to unit, live')

@@ -13,18 +13,36 @@ export function fail(script: Script, message: string, code = 2): never {
   process.exit(code)
 }
 
-/** Parses `--name value` options (all strings with defaults); `-h` prints the usage and exits 0. */
-export function parseFlags<K extends string>(script: Script, defaults: Record<K, string>): Record<K, string> {
-  const options = Object.fromEntries(
+export interface FlagOptions<K extends string, S extends string> {
+  /** The values a string option may take; anything else is a usage error naming them. */
+  readonly choices?: Partial<Record<K, readonly string[]>>
+  /** Boolean options (`--verbose`), false unless given. */
+  readonly switches?: readonly S[]
+}
+
+/**
+ * Parses `--name value` options (strings with defaults, some limited to `choices`) and `switches`;
+ * `-h` prints the usage and exits 0; an unknown option, a missing value or a value outside its choices
+ * prints the problem and the usage and exits 2.
+ */
+export function parseFlags<K extends string, S extends string = never>(
+  script: Script,
+  defaults: Record<K, string>,
+  options: FlagOptions<K, S> = {},
+): Record<K, string> & Record<S, boolean> {
+  const strings = Object.fromEntries(
     Object.entries(defaults).map(([name, value]) => [
       name,
       { type: 'string' as const, default: value as string },
     ]),
   )
+  const switches = Object.fromEntries(
+    (options.switches ?? []).map((name) => [name, { type: 'boolean' as const, default: false }]),
+  )
   let values: Record<string, string | boolean | undefined>
   try {
     values = parseArgs({
-      options: { ...options, help: { type: 'boolean', short: 'h', default: false } },
+      options: { ...strings, ...switches, help: { type: 'boolean', short: 'h', default: false } },
       strict: true,
       allowPositionals: false,
     }).values
@@ -35,5 +53,15 @@ export function parseFlags<K extends string>(script: Script, defaults: Record<K,
     process.stdout.write(`${script.usage}\n`)
     process.exit(0)
   }
-  return values as Record<K, string>
+  for (const [name, allowed] of Object.entries(options.choices ?? {}) as [K, readonly string[]][]) {
+    const value = values[name] as string
+    if (!allowed.includes(value)) {
+      fail(
+        script,
+        `--${name} must be ${allowed.join(', ').replace(/, ([^,]*)$/, ' or $1')}, got ${JSON.stringify(value)}`,
+      )
+    }
+  }
+  delete values.help
+  return values as Record<K, string> & Record<S, boolean>
 }

@@ -65,7 +65,11 @@ export interface DemoState {
   readonly gateways: Readonly<Record<UnitName, string>>
   readonly storageUrl: string
   readonly dataDir: string
-  readonly db: 'sqlite'
+  readonly db: 'sqlite' | 'mariadb'
+  /** With `--db mariadb`: the servers' temp dir and each unit's server (`mysql://root@127.0.0.1:PORT/shop`). */
+  readonly mariadb?: { readonly dir: string; readonly urls: Readonly<Record<UnitName, string>> }
+  /** The channel of `order.placed` and, for a broker, the run's exchange or stream. */
+  readonly mq: { readonly kind: 'memory' | 'rabbitmq' | 'nats'; readonly name: string }
   readonly files: { readonly orders: string; readonly storage: string; readonly control: string }
 }
 

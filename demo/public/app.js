@@ -113,9 +113,17 @@ async function loadProducts() {
 async function loadOrders() {
   const body = $('#orders tbody')
   body.replaceChildren()
+  $('#points').textContent = ''
   if (rId === '') return
   const answer = await api('/api/orders')
   if (answer.status !== 200) return
+  const pts = answer.body.points
+  if (pts) {
+    $('#points').textContent =
+      `points: ${pts.points} (${pts.credits} order${pts.credits === 1 ? '' : 's'} credited by order.placed` +
+      `${pts.unit ? `, last in unit ${pts.unit}` : ''})`
+    $('#points').dataset.points = String(pts.points)
+  }
   for (const o of answer.body.orders) {
     const tr = document.createElement('tr')
     for (const v of [
@@ -158,6 +166,7 @@ async function run(action) {
     } else showResult(describeError(answer), false)
     lastAction = null // buying again on a rule change would buy twice
     await Promise.all([loadProducts(), loadOrders()])
+    setTimeout(loadOrders, 500) // the points follow the order: order.placed is consumed a moment later
   }
 }
 

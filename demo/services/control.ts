@@ -1,10 +1,18 @@
 /**
  * The control plane of the demo, through `appactive/control`: an SQLite store in the demo's data
- * directory, the REST API and the agent channel on 127.0.0.1:7070, the cut-over orchestrator. The
- * same-city shared database needs no replication probe (the topology declares `none`). Tokens come
- * from the supervisor, generated for each run.
+ * directory, the REST API and the agent channel on 127.0.0.1:7070, the cut-over orchestrator. Its
+ * catch-up step runs the replication probes the topology declares (demo/rules/): `none` for the
+ * same-city shared SQLite database, the MariaDB GTID probe of `appactive/replication` with `--db
+ * mariadb`, whose connections the topology names as `env:VARIABLE` (set by the supervisor). Tokens
+ * come from the supervisor, generated for each run.
  */
-import { createControlPlane, createOrchestrator, openStore } from 'appactive/control'
+import {
+  createControlPlane,
+  createOrchestrator,
+  openStore,
+  type ReplicationProbeConfig,
+} from 'appactive/control'
+import { createReplicationProbe } from 'appactive/replication'
 import pino from 'pino'
 import { dbFiles } from '../lib/db.js'
 import { onStop } from '../lib/lifecycle.js'
@@ -15,6 +23,27 @@ const need = (name: string): string => {
   if (!value) throw new Error(`${name} is not set`)
   return value
 }
+
+/** An option of a probe declaration, `env:NAME` read from the environment. */
+function option(config: ReplicationProbeConfig, key: string): string {
+  const raw = config.options?.[key]
+  if (raw === undefined) throw new Error(`probe ${config.source} -> ${config.target} needs option ${key}`)
+  const value = String(raw)
+  return value.startsWith('env:') ? need(value.slice(4)) : value
+}
+
+/** The probe a topology declares (the demo's topologies declare `none` or `mariadb`). */
+function probe(config: ReplicationProbeConfig) {
+  if (config.kind === 'none')
+    return createReplicationProbe({ kind: 'none', source: config.source, target: config.target })
+  if (config.kind !== 'mariadb') throw new Error(`the demo has no ${config.kind} probe`)
+  return createReplicationProbe({
+    kind: 'mariadb',
+    source: { unit: config.source, connection: option(config, 'source') },
+    target: { unit: config.target, connection: option(config, 'target') },
+  })
+}
+
 const logger = pino(
   { name: 'appactive-control', level: process.env.APPACTIVE_LOG_LEVEL ?? 'info' },
   pino.destination(2),
@@ -33,7 +62,7 @@ const cp = await createControlPlane({
   listen: { host: HOST, port: CONTROL_PORT },
   logger,
   leaseMs: Number(process.env.DEMO_LEASE_MS ?? 3000),
-  orchestrator: createOrchestrator(),
+  orchestrator: createOrchestrator({ probes: probe }),
 })
 onStop(async () => {
   await cp.close()

@@ -7,36 +7,27 @@
  *                              storage (center), then records the order with orders in the unit owning
  *                              the user; if the order cannot be recorded, the stock is given back.
  *
- * The catalog is read from storage.db, the center's database, shared read-only in the same city.
+ * The catalog is the center's products, read in this unit: storage.db shared read-only in the same city
+ * (`--db sqlite`), or this unit's MariaDB, a replica of the center's products (`--db mariadb`).
  */
-import { dbFiles, openDb } from '../lib/db.js'
+import { openCatalog, type ProductRow } from '../lib/db.js'
 import { callJson, chainOf, DemoError, intParam, startService } from '../lib/service.js'
 import { dataDir } from '../lib/topology.js'
 
-interface ProductRow {
-  id: number
-  name: string
-  description: string
-  price: number
-  stock: number
-}
-
 const svc = await startService('product')
-const catalog = openDb(dbFiles(dataDir()).storage, { readonly: true })
+const catalog = await openCatalog(dataDir())
 svc.onClose(() => catalog.close())
-const all = catalog.prepare<[], ProductRow>('SELECT * FROM products ORDER BY id')
-const one = catalog.prepare<[number], ProductRow>('SELECT * FROM products WHERE id = ?')
 const client = svc.client({ storage: { type: 'center' }, orders: { type: 'unit' } })
 const me = svc.hop
 
 await svc.serve(
   { '/detail': 'unit', '/buy': 'center' },
   {
-    'GET /list': () => ({ body: { products: all.all(), chain: [me] } }),
+    'GET /list': async () => ({ body: { products: await catalog.all(), chain: [me] } }),
 
-    'GET /detail': ({ url }) => {
+    'GET /detail': async ({ url }) => {
       const id = intParam(url, 'pId')
-      const product = one.get(id)
+      const product = await catalog.one(id)
       if (product === undefined)
         throw new DemoError(404, 'NO_SUCH_PRODUCT', `there is no product ${id}`, { chain: [me] })
       return { body: { product, chain: [me] } }
@@ -65,7 +56,9 @@ await svc.serve(
         await release(pId, number)
         return { status: recorded.status, body: { ...recorded.body, chain } }
       }
-      return { body: { result: 'success', product, order: recorded.body.order, chain } }
+      return {
+        body: { result: 'success', product, order: recorded.body.order, event: recorded.body.event, chain },
+      }
     },
   },
 )

@@ -1,6 +1,6 @@
 /**
  * storage: the stock, center data. A `center` service: it runs, and its database accepts writes, only
- * in the center unit (guardSqlite with scope center refuses them anywhere else, and whenever this
+ * in the center unit (the write guard with scope center refuses them anywhere else, and whenever this
  * process's lease has lapsed).
  *
  *   POST /take?pId=&number=     take stock for an order (409 OUT_OF_STOCK when there is not enough)
@@ -8,36 +8,21 @@
  *   POST /restock?pId=&number=  add stock (demo:load does, so that it never runs dry)
  *   GET  /stock                 every product and its stock
  */
-import { guardSqlite } from 'appactive/db'
-import { dbFiles, openDb } from '../lib/db.js'
+import { openStock, type ProductRow } from '../lib/db.js'
 import { DemoError, intParam, startService } from '../lib/service.js'
 import { dataDir } from '../lib/topology.js'
 
-interface ProductRow {
-  id: number
-  name: string
-  price: number
-  stock: number
-}
-
 const svc = await startService('storage')
-const db = guardSqlite(openDb(dbFiles(dataDir()).storage), { agent: svc.agent, scope: 'center' })
+const db = await openStock(svc.agent, dataDir())
 svc.onClose(() => db.close())
 
-const find = db.prepare<[number], ProductRow>('SELECT id, name, price, stock FROM products WHERE id = ?')
-const all = db.prepare<[], ProductRow>('SELECT id, name, price, stock FROM products ORDER BY id')
-const take = db.prepare('UPDATE products SET stock = stock - ? WHERE id = ? AND stock >= ?')
-const add = db.prepare('UPDATE products SET stock = stock + ? WHERE id = ?')
+const noSuch = (id: number) => new DemoError(404, 'NO_SUCH_PRODUCT', `there is no product ${id}`)
 
-function product(id: number): ProductRow {
-  const p = find.get(id)
-  if (p === undefined) throw new DemoError(404, 'NO_SUCH_PRODUCT', `there is no product ${id}`)
-  return p
-}
-
-const takeStock = db.transaction((id: number, number: number): ProductRow => {
-  const p = product(id)
-  if (take.run(number, id, number).changes === 0) {
+async function take(id: number, number: number): Promise<ProductRow> {
+  const r = await db.take(id, number)
+  if (r === undefined) throw noSuch(id)
+  if (r.short) {
+    const p = r.product
     throw new DemoError(
       409,
       'OUT_OF_STOCK',
@@ -45,28 +30,28 @@ const takeStock = db.transaction((id: number, number: number): ProductRow => {
       { product: p },
     )
   }
-  return { ...p, stock: p.stock - number }
-})
+  return r.product
+}
 
-const addStock = db.transaction((id: number, number: number): ProductRow => {
-  const p = product(id)
-  add.run(number, id)
-  return { ...p, stock: p.stock + number }
-})
+async function add(id: number, number: number): Promise<ProductRow> {
+  const p = await db.add(id, number)
+  if (p === undefined) throw noSuch(id)
+  return p
+}
 
 const chain = [svc.hop]
 await svc.serve(
   { '/**': 'center' },
   {
-    'POST /take': ({ url }) => ({
-      body: { product: takeStock(intParam(url, 'pId'), intParam(url, 'number', 1, 1, 1000)), chain },
+    'POST /take': async ({ url }) => ({
+      body: { product: await take(intParam(url, 'pId'), intParam(url, 'number', 1, 1, 1000)), chain },
     }),
-    'POST /release': ({ url }) => ({
-      body: { product: addStock(intParam(url, 'pId'), intParam(url, 'number', 1, 1, 1000)), chain },
+    'POST /release': async ({ url }) => ({
+      body: { product: await add(intParam(url, 'pId'), intParam(url, 'number', 1, 1, 1000)), chain },
     }),
-    'POST /restock': ({ url }) => ({
-      body: { product: addStock(intParam(url, 'pId'), intParam(url, 'number', 1, 1, 1_000_000)), chain },
+    'POST /restock': async ({ url }) => ({
+      body: { product: await add(intParam(url, 'pId'), intParam(url, 'number', 1, 1, 1_000_000)), chain },
     }),
-    'GET /stock': () => ({ body: { products: all.all(), chain } }),
+    'GET /stock': async () => ({ body: { products: await db.all(), chain } }),
   },
 )

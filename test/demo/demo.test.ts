@@ -3,35 +3,27 @@
 // the page in a real browser, demo:load, and Ctrl-C leaving no process behind. Everything goes through
 // the package's own `appactive/*` exports, so `npm run build` must have run (`npm ci` does it).
 import assert from 'node:assert/strict'
-import { type ChildProcess, spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { createServer, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createInterface } from 'node:readline'
 import { after, before, describe, test } from 'node:test'
 import { request } from 'undici'
-
-const root = new URL('../..', import.meta.url).pathname
-const CENTER = 'http://127.0.0.1:8080'
-const UNIT = 'http://127.0.0.1:8081'
-const FIXED_PORTS = [7070, 8080, 8081]
-
-interface Hop {
-  app: string
-  unit: string
-}
-interface Answer {
-  status: number
-  body: {
-    chain: Hop[]
-    ruleVersion: number
-    error?: { code: string; message: string }
-    route?: { id: string | null; unit: string | null; reason: string | null }
-    [k: string]: unknown
-  }
-}
+import {
+  type Answer,
+  busyPorts,
+  CENTER,
+  call,
+  type Demo,
+  eventually,
+  type Hop,
+  hops,
+  root,
+  run,
+  startDemo,
+  UNIT,
+} from './helpers.js'
 
 /** The little of playwright-core this test uses (typed here: the package is an optional dev dependency). */
 interface Page {
@@ -50,79 +42,15 @@ interface Chromium {
   }>
 }
 
-const hops = (...spec: string[]): Hop[] =>
-  spec.map((s) => {
-    const [app, unit] = s.split('@') as [string, string]
-    return { app, unit }
-  })
-
-async function call(url: string, method: 'GET' | 'POST' = 'GET'): Promise<Answer> {
-  const res = await request(url, { method })
-  return { status: res.statusCode, body: (await res.body.json()) as Answer['body'] }
-}
-
-/** Whether a TCP port on 127.0.0.1 can be bound now. */
-function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = createServer()
-    s.once('error', () => resolve(false))
-    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)))
-  })
-}
-
-async function busyPorts(): Promise<number[]> {
-  const busy: number[] = []
-  for (const port of FIXED_PORTS) if (!(await portFree(port))) busy.push(port)
-  return busy
-}
-
-/** Live (non-zombie) processes whose process group is `pgid`, from /proc. */
-function processesInGroup(pgid: number): string[] {
-  const out: string[] = []
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue
-    let stat: string
-    try {
-      stat = readFileSync(`/proc/${name}/stat`, 'utf8')
-    } catch {
-      continue // gone meanwhile
-    }
-    // pid (comm) state ppid pgrp ...: comm may hold spaces and parentheses, so split after the last ')'.
-    const close = stat.lastIndexOf(')')
-    const [state, , pgrp] = stat.slice(close + 2).split(' ')
-    if (Number(pgrp) === pgid && state !== 'Z')
-      out.push(`${name} ${stat.slice(stat.indexOf('(') + 1, close)}`)
-  }
-  return out
-}
-
-/** Runs a node script of the repo to its end. */
-async function run(
-  args: string[],
-  env: NodeJS.ProcessEnv,
-  timeoutMs = 60_000,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', ...args], {
-    cwd: root,
-    env: { ...process.env, NO_COLOR: '1', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.on('data', (c) => {
-    stdout += c
-  })
-  child.stderr.on('data', (c) => {
-    stderr += c
-  })
-  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
-  const [code] = (await once(child, 'exit')) as [number | null]
-  clearTimeout(timer)
-  return { code, stdout, stderr }
-}
-
 describe('npm start refuses bad input before starting anything', () => {
-  const env = () => ({ APPACTIVE_DEMO_DIR: mkdtempSync(join(tmpdir(), 'appactive-demo-bad-')) })
+  const dirs: string[] = []
+  const env = () => {
+    dirs.push(mkdtempSync(join(tmpdir(), 'appactive-demo-bad-')))
+    return { APPACTIVE_DEMO_DIR: dirs.at(-1)! }
+  }
+  after(() => {
+    for (const dir of dirs) rmSync(dir, { recursive: true, force: true })
+  })
 
   test('an unknown flag is a usage error (exit 2)', async () => {
     const r = await run(['demo/start.ts', '--nope'], env())
@@ -131,10 +59,35 @@ describe('npm start refuses bad input before starting anything', () => {
     assert.match(r.stderr, /usage: npm start/)
   })
 
-  test('--db mariadb is named as not available yet (exit 2)', async () => {
-    const r = await run(['demo/start.ts', '--db', 'mariadb'], env())
-    assert.equal(r.code, 2, r.stderr)
-    assert.match(r.stderr, /--db mariadb .* is not available yet/)
+  test('a --db or --mq value it does not know is a usage error naming the choices (exit 2)', async () => {
+    const db = await run(['demo/start.ts', '--db', 'oracle'], env())
+    assert.equal(db.code, 2, db.stderr)
+    assert.match(db.stderr, /--db must be sqlite or mariadb, got "oracle"/)
+    assert.match(db.stderr, /usage: npm start/)
+    const mq = await run(['demo/start.ts', '--mq', 'kafka'], env())
+    assert.equal(mq.code, 2, mq.stderr)
+    assert.match(mq.stderr, /--mq must be memory, rabbitmq or nats, got "kafka"/)
+  })
+
+  test('--help lists every flag and exits 0', async () => {
+    const r = await run(['demo/start.ts', '--help'], env())
+    assert.equal(r.code, 0, r.stderr)
+    for (const flag of [
+      '--db sqlite',
+      '--db mariadb',
+      '--mq memory',
+      '--mq rabbitmq',
+      '--mq nats',
+      '--verbose',
+    ])
+      assert.ok(r.stdout.includes(flag), `${flag} in:\n${r.stdout}`)
+  })
+
+  test('a broker it cannot reach is named, and nothing is left running', async () => {
+    const r = await run(['demo/start.ts', '--mq', 'nats'], { ...env(), DEMO_NATS_URL: '127.0.0.1:1' })
+    assert.equal(r.code, 1, r.stderr)
+    assert.match(r.stderr, /NATS at 127\.0\.0\.1:1 cannot be used: .*Nothing was started/)
+    assert.deepEqual(await busyPorts(), [])
   })
 
   test('a port in use is named, and nothing is left running', async (t) => {
@@ -160,47 +113,16 @@ describe('npm start refuses bad input before starting anything', () => {
 })
 
 describe('the demo (npm start)', () => {
-  let demo: ChildProcess
-  let dir: string
+  let demo: Demo
   let output = ''
-  const env = (): NodeJS.ProcessEnv => ({ APPACTIVE_DEMO_DIR: dir })
+  const env = (): NodeJS.ProcessEnv => demo.env()
 
   before(async () => {
-    const busy = await busyPorts()
-    if (busy.length > 0) {
-      throw new Error(
-        `the demo test needs the demo's fixed ports, and ${busy.join(', ')} ${busy.length === 1 ? 'is' : 'are'} in use: stop whatever listens there (a running npm start?)`,
-      )
-    }
-    dir = mkdtempSync(join(tmpdir(), 'appactive-demo-'))
-    // Its own process group, as a terminal gives `npm start`: the test can then find every process of it.
-    demo = spawn(process.execPath, ['--import', 'tsx', 'demo/start.ts'], {
-      cwd: root,
-      detached: true,
-      env: { ...process.env, NO_COLOR: '1', ...env() },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    demo.stderr!.on('data', (c) => {
-      output += c
-    })
-    const lines = createInterface({ input: demo.stdout! })
-    const up = new Promise<void>((resolve, reject) => {
-      lines.on('line', (line) => {
-        output += `${line}\n`
-        if (/Ctrl-C stops every process/.test(line)) resolve() // the last line of the banner
-      })
-      demo.once('exit', (code) =>
-        reject(new Error(`the demo exited with ${code} before it was up:\n${output}`)),
-      )
-      setTimeout(() => reject(new Error(`the demo was not up in 90 s:\n${output}`)), 90_000).unref()
-    })
-    await up
+    demo = await startDemo()
+    output = demo.output()
   })
 
-  after(() => {
-    if (demo.exitCode === null && demo.signalCode === null) process.kill(-demo.pid!, 'SIGKILL')
-    rmSync(dir, { recursive: true, force: true })
-  })
+  after(() => demo?.kill())
 
   test('prints the URLs of both gateways and the control plane', () => {
     assert.match(output, /http:\/\/127\.0\.0\.1:8080\/\?r_id=2000/)
@@ -260,6 +182,29 @@ describe('the demo (npm start)', () => {
       [[order.id, 'unit']],
     )
     assert.deepEqual(history.body.chain, hops('gateway@unit', 'frontend@unit', 'orders@unit'))
+
+    // Each order placed publishes order.placed (here over the in-process channel, the default), and the
+    // unit owning the user credits their points: one per 10 spent.
+    assert.deepEqual(
+      [bought.body.event, again.body.event].map((e) => {
+        const { via, unit } = e as { via: string; unit: string }
+        return [via, unit]
+      }),
+      [
+        ['memory', 'unit'],
+        ['memory', 'center'],
+      ],
+    )
+    for (const [rId, points] of [
+      [1000, { points: 40, credits: 1, unit: 'unit' }],
+      [2000, { points: 20, credits: 1, unit: 'center' }],
+    ] as const) {
+      const got = await eventually(`points of ${rId}`, async () => {
+        const a = await call(`${CENTER}/api/orders?r_id=${rId}`)
+        return (a.body.points as { credits: number }).credits === 1 ? a.body.points : undefined
+      })
+      assert.deepEqual(got, points, `r_id ${rId}`)
+    }
   })
 
   test('bad input gets a clear answer: more than the stock, no r_id, r_id not a number, no such product', async () => {
@@ -343,6 +288,12 @@ describe('the demo (npm start)', () => {
     assert.equal(await page.evaluate<number>(`document.querySelectorAll('.card .badge').length`), 6)
     assert.match((await page.textContent('#result')) ?? '', /written in unit unit/)
     await page.waitForSelector('#orders tbody tr[data-unit="unit"]')
+    // 40 points from the earlier test's order, 80 for this keyboard: credited by order.placed in unit.
+    await page.waitForFunction(`document.querySelector('#points')?.dataset.points === '120'`)
+    assert.match(
+      (await page.textContent('#points')) ?? '',
+      /points: 120 \(2 orders credited .*last in unit unit\)/,
+    )
 
     await page.click('[data-user="2000"]')
     await page.waitForFunction(`${text('#orders-user')} === 'r_id 2000'`)
@@ -454,19 +405,12 @@ describe('the demo (npm start)', () => {
   })
 
   test('Ctrl-C stops every process of the tree and frees the ports', async () => {
-    const exited = once(demo, 'exit')
-    process.kill(demo.pid!, 'SIGINT')
-    const [code] = (await exited) as [number | null]
+    const { code, left } = await demo.interrupt()
+    output = demo.output()
     assert.equal(code, 0, output)
     assert.match(output, /every process has exited/)
-    // Grandchildren (tsx's esbuild service) go when their parent's pipes close: give them a moment.
-    let left = processesInGroup(demo.pid!)
-    for (let i = 0; i < 20 && left.length > 0; i++) {
-      await new Promise((r) => setTimeout(r, 100))
-      left = processesInGroup(demo.pid!)
-    }
     assert.deepEqual(left, [], 'processes left behind')
     assert.deepEqual(await busyPorts(), [])
-    assert.equal(existsSync(join(dir, 'demo.json')), false, 'the state file is removed')
+    assert.equal(existsSync(join(demo.dir, 'demo.json')), false, 'the state file is removed')
   })
 })

@@ -28,6 +28,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { promisify } from 'node:util'
 import type { PoolOptions } from 'mysql2/promise'
 import type { PoolConfig } from 'pg'
+import { installDbArgs, MARIADB_BIN, serverArgs } from '../../demo/lib/mariadb-server.js'
 import { MARKER_TABLE, markerTableSql } from '../../src/bridges/db/replication/index.js'
 import { freePorts } from './ports.js'
 
@@ -65,7 +66,7 @@ export interface PostgresSet {
 // ---------------------------------------------------------------------------------------------------
 // Binaries and the skip policy (the same as needs() in services.ts)
 
-export const MARIADB_BIN = { installDb: '/usr/bin/mariadb-install-db', server: '/usr/sbin/mariadbd' }
+export { MARIADB_BIN } from '../../demo/lib/mariadb-server.js'
 
 function postgresBinDir(): string {
   const root = '/usr/lib/postgresql'
@@ -216,43 +217,15 @@ async function untilReady<T>(proc: Proc, name: string, attempt: () => Promise<T>
 export function startMariadb(): Promise<MariadbPair> {
   return inSandbox('appactive-mariadb-', async (box) => {
     const mysql = await import('mysql2/promise')
-    const user = isRoot ? ['--user=root'] : []
-    const innodb = ['--innodb-buffer-pool-size=16M', '--innodb-log-file-size=4M']
     const primaryDir = join(box.dir, 'primary')
-    await run(MARIADB_BIN.installDb, [
-      '--no-defaults',
-      `--datadir=${primaryDir}`,
-      ...user,
-      '--auth-root-authentication-method=normal', // root without a password, from 127.0.0.1 too
-      '--skip-test-db',
-      ...innodb,
-    ])
+    await run(MARIADB_BIN.installDb, installDbArgs(primaryDir))
     await run('cp', ['-a', primaryDir, join(box.dir, 'replica')])
     const [primaryPort, replicaPort] = (await freePorts(2)) as [number, number]
 
     const server = (name: string, port: number, serverId: number) => {
       const proc = box.spawn(
         MARIADB_BIN.server,
-        [
-          '--no-defaults',
-          `--datadir=${join(box.dir, name)}`,
-          `--port=${port}`,
-          '--bind-address=127.0.0.1',
-          '--skip-name-resolve',
-          `--socket=${join(box.dir, `${name}.sock`)}`,
-          `--pid-file=${join(box.dir, `${name}.pid`)}`,
-          `--log-error=${join(box.dir, `${name}.err`)}`,
-          ...user,
-          `--server-id=${serverId}`,
-          '--log-bin=mariadb-bin',
-          '--log-slave-updates',
-          '--binlog-format=ROW',
-          '--gtid-strict-mode=1',
-          ...innodb,
-          '--skip-innodb-doublewrite',
-          '--innodb-flush-log-at-trx-commit=2',
-          '--sync-binlog=0',
-        ],
+        [...serverArgs({ dir: box.dir, name, port, serverId }), '--log-slave-updates'],
         join(box.dir, `${name}.out`),
         'SIGKILL', // a throwaway server: nothing to flush
       )
