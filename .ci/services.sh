@@ -17,5 +17,10 @@ command -v mariadbd >/dev/null && start mariadb 3306 start-stop-daemon --start -
 command -v redis-server >/dev/null && start redis 6379 redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log
 command -v nats-server >/dev/null && start nats 4222 start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log
 command -v rabbitmq-server >/dev/null && start rabbitmq 5672 rabbitmq-server -detached
+# Message failover tests federate exchanges between per-unit vhosts (test/bridges/mq/failover-amqp.test.ts).
+if command -v rabbitmq-plugins >/dev/null && up 5672; then
+  rabbitmq-plugins enable rabbitmq_federation >/dev/null 2>&1 && echo "   rabbitmq_federation enabled" \
+    || echo "   (could not enable rabbitmq_federation)"
+fi
 command -v mosquitto >/dev/null && start mosquitto 1883 mosquitto -d -c /etc/mosquitto/mosquitto.conf
 exit 0

@@ -24,6 +24,7 @@ import { RuleCache } from './cache.js'
 import { type ChannelSettings, defaultChannels } from './default-channels.js'
 import { InflightWrites, type WriteHandle } from './inflight.js'
 import { type Clock, Lease, type LeaseState, systemClock } from './lease.js'
+import { hasDrainPermit, MessageDrain, type MessageDrainState } from './message-drain.js'
 import { AgentMetrics } from './metrics.js'
 import { type AgentOptions, type ResolvedAgentOptions, resolveAgentOptions } from './options.js'
 
@@ -61,11 +62,15 @@ export interface AgentState {
     | undefined
 }
 
-/** Events: `applied` (version, source), `rejected` (outcome, source), `inflight` (a guarded write ended). */
+/**
+ * Events: `applied` (version, source), `rejected` (outcome, source), `inflight` (a guarded write ended),
+ * `mq` (the message drain state changed).
+ */
 export interface AgentEvents {
   applied: [version: number, source: string]
   rejected: [outcome: Extract<ApplyOutcome, { status: 'rejected' }>, source: string]
   inflight: []
+  mq: []
 }
 
 /**
@@ -80,6 +85,8 @@ export class RoutingAgent extends EventEmitter<AgentEvents> implements RuleSink 
   readonly identity: ResolvedAgentOptions
   readonly logger: Logger
   readonly metrics: AgentMetrics
+  /** What the message layer reports for the cut-over's drain step (topics, groups, barriers passed). */
+  readonly messages: MessageDrain
   readonly #clock: Clock
   readonly #lease: Lease
   readonly #inflight: InflightWrites
@@ -105,6 +112,9 @@ export class RoutingAgent extends EventEmitter<AgentEvents> implements RuleSink 
     })
     this.#inflight = new InflightWrites(() => {
       if (this.listenerCount('inflight') > 0) this.emit('inflight')
+    })
+    this.messages = new MessageDrain(() => {
+      if (this.listenerCount('mq') > 0) this.emit('mq')
     })
     const cachePath = cacheFile(options.cache, this.identity)
     this.#cache = cachePath === undefined ? undefined : new RuleCache(cachePath, this.logger)
@@ -289,7 +299,9 @@ export class RoutingAgent extends EventEmitter<AgentEvents> implements RuleSink 
     if (routeId == null || routeId === '') throw new NoRouteIdError('a guarded write needs a route id')
     const code = router.lookup(routeId)
     const owner = router.unitAt(code)
-    if (router.fencedAt(code)) throw new FencedError(routeId, { version: router.version, unit })
+    // A fenced key is refused, except to its current owner draining a message published before the fence.
+    if (router.fencedAt(code) && !(owner === unit && hasDrainPermit(routeId, router.version)))
+      throw new FencedError(routeId, { version: router.version, unit })
     if (owner === null) {
       throw new NoRouteIdError(`route id ${routeId} maps to no unit and the fallback rejects it`, {
         routeId,
@@ -318,6 +330,16 @@ export class RoutingAgent extends EventEmitter<AgentEvents> implements RuleSink 
   onInflightChange(listener: () => void): () => void {
     this.on('inflight', listener)
     return () => this.off('inflight', listener)
+  }
+
+  /** The message drain state the control channel reports; undefined when this process has none. */
+  mqState(): MessageDrainState | undefined {
+    return this.messages.empty ? undefined : this.messages.state()
+  }
+
+  onMqChange(listener: () => void): () => void {
+    this.on('mq', listener)
+    return () => this.off('mq', listener)
   }
 
   leaseValid(): boolean {

@@ -1,5 +1,6 @@
 export type { ControlChannelOptions } from './control/client.js'
 export { ControlChannel, createControlChannel } from './control/client.js'
+export type { MqDrainTarget } from './control/mq-drain.js'
 export type { NodeView, WaitResult } from './control/node-table.js'
 export { DEFAULT_PREFIX, MAX_AGENT_BODY_BYTES } from './control/protocol.js'
 export type { RuleServerEvents, RuleServerOptions } from './control/server.js'

@@ -51,6 +51,24 @@ export interface RuleSink {
   leaseValid(): boolean
   /** Calls `listener` when in-flight guarded writes end; returns the unsubscribe function. */
   onInflightChange?(listener: () => void): () => void
+  /** The message layer's drain state (topics, consumer groups, barriers passed); undefined: none. */
+  mqState?(): MqDrainReport | undefined
+  /** Calls `listener` when the message drain state changes; returns the unsubscribe function. */
+  onMqChange?(listener: () => void): () => void
+}
+
+/** The message layer's drain state, as an agent reports it (`POST /mq`). */
+export interface MqDrainReport {
+  readonly produces: readonly string[]
+  readonly consumes: ReadonlyArray<{ readonly topic: string; readonly group: string }>
+  readonly barriers: ReadonlyArray<{
+    readonly topic: string
+    readonly group: string
+    readonly origin: string
+    readonly version: number
+    readonly partition: number
+    readonly partitions: number
+  }>
 }
 
 /** A way rule sets reach an agent. */

@@ -16,7 +16,7 @@
  * measured from the start of the run to the last ack.
  */
 import type { NodeView } from '../channels/index.js'
-import type { RuleSet } from '../rules/index.js'
+import { compileRouter, type RuleSet } from '../rules/index.js'
 import { StoreConflictError } from './errors.js'
 import type { Operation, OperationPatch, PhaseRecord, ReplicationProbeConfig } from './model.js'
 import type {
@@ -313,15 +313,21 @@ export class CutoverOrchestrator implements Orchestrator {
 
   async #drain(run: Run): Promise<Record<string, unknown>> {
     if (this.#options.unsafeSkip?.drain) return { drain: 'skipped (unsafe)' }
+    // Messages too: every consumer group of a unit that owns fenced keys must pass the fence's barriers.
+    const fence = await this.#latest()
+    const messages = { version: fence.version, sourceUnits: compileRouter(fence).fencedUnits() }
     const r = await raceAbort(
-      this.#ctx.rules.waitForDrain({ timeoutMs: this.#options.drainTimeoutMs ?? 10_000 }),
+      this.#ctx.rules.waitForDrain({ timeoutMs: this.#options.drainTimeoutMs ?? 10_000, messages }),
       run.controller.signal,
     )
     if (!r.ok) {
+      const groups = this.#ctx.rules.undrainedMessages(messages)
       throw new StepError(
         'DRAIN_TIMEOUT',
-        `guarded writes on fenced keys are still in flight on ${r.pending.slice(0, 5).join(', ')}`,
-        { pending: r.pending },
+        groups.length > 0
+          ? `messages published before the fence are still queued: ${groups.slice(0, 5).join('; ')}`
+          : `guarded writes on fenced keys are still in flight on ${r.pending.slice(0, 5).join(', ')}`,
+        { pending: r.pending, groups },
       )
     }
     return { drained: r.satisfied.length, lapsed: r.lapsed }

@@ -226,6 +226,25 @@ export class Router {
     return (code & FENCED) !== 0
   }
 
+  /**
+   * The units that own at least one fenced key or label under this rule set's mapping: the sources of
+   * the cut-over the fence belongs to (their queued work must drain before the switch). Fenced keys no
+   * unit owns count for the fallback unit, where they are routed. Empty when nothing is fenced.
+   */
+  fencedUnits(): readonly string[] {
+    const slots = new Set<number>()
+    const vals = this.#vals
+    for (let i = 0; i < vals.length; i++) {
+      const v = vals[i]!
+      if ((v & FENCED) !== 0) slots.add(v & UNIT_MASK || this.#fallbackSlot)
+    }
+    if (this.#labels !== null)
+      for (const v of this.#labels.values()) if ((v & FENCED) !== 0) slots.add(v & UNIT_MASK)
+    if (this.#fenceOnly !== null) slots.add(this.#fallbackSlot)
+    slots.delete(0)
+    return [...slots].sort((a, b) => a - b).map((slot) => this.units[slot - 1]!)
+  }
+
   /** Reason of a packed lookup result. */
   reasonAt(code: number): RouteReason {
     return REASONS[code >>> 16]!

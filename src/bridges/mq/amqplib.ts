@@ -9,12 +9,15 @@
  */
 import type { ConfirmChannel, ConsumeMessage, Options } from 'amqplib'
 import type { RoutingAgent } from '../../agent/index.js'
-import { type RouteContext, runWithRoute } from '../../context/index.js'
+import type { RouteContext } from '../../context/index.js'
 import { InvalidArgumentError } from '../../errors/index.js'
 import {
   AddressTemplate,
+  BARRIER_KEY,
+  BarrierSender,
   DEAD_CODE_HEADER,
   DEAD_REASON_HEADER,
+  decideConsume,
   decideWithHold,
   HoldGate,
   type HoldOptions,
@@ -22,22 +25,22 @@ import {
   KeyedSerial,
   MqMetrics,
   orderingKey,
+  passBarrier,
   preparePublish,
   type ResolvedHold,
+  readBarrier,
   resolveHold,
+  runDecided,
   type TopicConfig,
-  TopicTable,
+  type TopicTable,
+  topicTableOf,
 } from './core.js'
 
 /** Keeps the routing key of a message parked in the delay queue (which re-delivers it by queue name). */
 export const ROUTING_KEY_HEADER = 'x-appactive-routing-key'
 
-function topicTable(topics: TopicConfig | TopicTable | undefined): TopicTable {
-  return topics instanceof TopicTable ? topics : new TopicTable(topics)
-}
-
-/** Publishes and resolves on the broker's confirm. */
-function confirmed(
+/** @internal Publishes and resolves on the broker's confirm (also used by the standby replay). */
+export function confirmed(
   channel: ConfirmChannel,
   exchange: string,
   routingKey: string,
@@ -89,6 +92,7 @@ export class AmqpProducer {
   readonly #template: AddressTemplate
   readonly #hold: ResolvedHold
   readonly #gate: HoldGate
+  readonly #barriers: BarrierSender
 
   constructor(options: AmqpProducerOptions) {
     if (options?.agent === undefined || options.channel === undefined) {
@@ -96,11 +100,17 @@ export class AmqpProducer {
     }
     this.#agent = options.agent
     this.#channel = options.channel
-    this.#topics = topicTable(options.topics)
+    this.#topics = topicTableOf(options.topics)
     this.#template = new AddressTemplate(options.routingKey ?? '{unit}.{key}')
     this.#hold = resolveHold(options.hold, 10_000)
     this.#gate = new HoldGate(this.#agent, this.#hold.maxHeld)
     this.metrics = new MqMetrics(this.#agent.metrics.registry)
+    // Cut-over barriers go to `<unit>.appactive-barrier` of each unit topic: queues bound `<unit>.#` get them.
+    this.#barriers = new BarrierSender(this.#agent, this.#topics, async (topic, unit, headers) => {
+      const routingKey = this.#template.format({ topic, unit, key: BARRIER_KEY })
+      await confirmed(this.#channel, topic, routingKey, Buffer.alloc(0), { headers, persistent: true })
+      this.metrics.count('publish', topic, 'barrier')
+    })
   }
 
   /**
@@ -126,10 +136,12 @@ export class AmqpProducer {
     )
     const routingKey =
       d.unit === undefined ? key : this.#template.format({ topic: exchange, unit: d.unit, key })
-    await confirmed(this.#channel, exchange, routingKey, content, {
-      ...publish,
-      headers: { ...publish.headers, ...d.headers },
-    })
+    await this.#barriers.track(
+      confirmed(this.#channel, exchange, routingKey, content, {
+        ...publish,
+        headers: { ...publish.headers, ...d.headers },
+      }),
+    )
     this.metrics.count('publish', exchange, 'published')
     return { msgId: d.msgId, unit: d.unit, routingKey }
   }
@@ -137,6 +149,7 @@ export class AmqpProducer {
   /** Fails every held publish with APPACTIVE_FENCED. The channel stays yours to close. */
   close(): void {
     this.#gate.close()
+    this.#barriers.close()
   }
 }
 
@@ -191,6 +204,7 @@ export class AmqpConsumer {
   readonly #delayQueue: string
   #tag: string | undefined
   #closed = false
+  #undeclare: (() => void) | undefined
 
   constructor(options: AmqpConsumerOptions) {
     if (options?.agent === undefined || options.channel === undefined) {
@@ -205,7 +219,7 @@ export class AmqpConsumer {
     if (typeof options.handler !== 'function')
       throw new InvalidArgumentError('createAmqpConsumer needs a handler')
     this.#o = options
-    this.#topics = topicTable(options.topics)
+    this.#topics = topicTableOf(options.topics)
     this.#template = new AddressTemplate(options.routingKey ?? '{unit}.{key}')
     this.#hold = resolveHold(options.hold, 30_000)
     this.#gate = new HoldGate(options.agent, Number.MAX_SAFE_INTEGER)
@@ -232,6 +246,9 @@ export class AmqpConsumer {
     await channel.prefetch(this.#o.prefetch ?? 16)
     const { consumerTag } = await channel.consume(queue, (msg) => this.#onMessage(msg), { noAck: false })
     this.#tag = consumerTag
+    // A unit topic's queue takes part in the cut-over's message drain (its barriers are awaited).
+    if (this.#topics.typeOf(this.#o.exchange) === 'unit')
+      this.#undeclare = this.#o.agent.messages.declareConsumer(this.#o.exchange, queue)
   }
 
   /**
@@ -241,6 +258,7 @@ export class AmqpConsumer {
   async close(): Promise<void> {
     if (this.#tag !== undefined && !this.#closed) await this.#o.channel.cancel(this.#tag)
     this.#tag = undefined
+    this.#undeclare?.()
     this.#stop.abort()
     this.#gate.close()
     while (this.#pending.size > 0) await Promise.all([...this.#pending])
@@ -248,10 +266,36 @@ export class AmqpConsumer {
 
   #onMessage(msg: ConsumeMessage | null): void {
     if (msg === null) return // cancelled by the broker
-    const task = this.#serial.run(orderingKey(msg.properties.headers), () => this.#handle(msg))
-    const tracked = task.catch((err) => this.#o.agent.logger.error({ err }, 'amqp consumer failed'))
+    const barrier = readBarrier(msg.properties.headers)
+    const task =
+      barrier !== undefined && barrier !== 'malformed'
+        ? this.#barrier(msg, barrier, [...this.#pending])
+        : this.#serial.run(orderingKey(msg.properties.headers), () => this.#handle(msg))
+    // One reaction settles the bookkeeping (a catch + finally pair cost three promises per delivery).
+    const tracked: Promise<void> = task.then(
+      () => {
+        this.#pending.delete(tracked)
+      },
+      (err: unknown) => {
+        this.#pending.delete(tracked)
+        this.#o.agent.logger.error({ err }, 'amqp consumer failed')
+      },
+    )
     this.#pending.add(tracked)
-    void tracked.finally(() => this.#pending.delete(tracked))
+  }
+
+  /** A cut-over barrier: once every delivery before it is settled, report it and ack it. */
+  async #barrier(
+    msg: ConsumeMessage,
+    barrier: { version: number; origin: string },
+    before: readonly Promise<void>[],
+  ): Promise<void> {
+    await Promise.all(before)
+    if (this.#closed) return
+    const { agent, exchange, queue, channel } = this.#o
+    passBarrier(agent, { topic: exchange, group: queue, ...barrier })
+    channel.ack(msg)
+    this.metrics.count('consume', exchange, 'barrier')
   }
 
   async #handle(msg: ConsumeMessage): Promise<void> {
@@ -259,16 +303,21 @@ export class AmqpConsumer {
     const headers = msg.properties.headers ?? {}
     const started = performance.now()
     for (;;) {
+      // Decided at once unless it must wait (the common case needs no hold loop and no await).
+      const now = decideConsume(agent, this.#topics, exchange, headers)
       const left = { ...this.#hold, maxMs: Math.max(0, this.#hold.maxMs - (performance.now() - started)) }
-      const d = await decideWithHold(agent, this.#topics, exchange, headers, this.#gate, left, {
-        signal: this.#stop.signal,
-        metrics: this.metrics,
-      })
+      const d =
+        now.action !== 'hold'
+          ? now
+          : await decideWithHold(agent, this.#topics, exchange, headers, this.#gate, left, {
+              signal: this.#stop.signal,
+              metrics: this.metrics,
+            })
       if (this.#closed) return
       switch (d.action) {
         case 'process': {
           try {
-            await runWithRoute(d.route, () => this.#o.handler(msg, { route: d.route, msgId: d.msgId }))
+            await runDecided(d, () => this.#o.handler(msg, { route: d.route, msgId: d.msgId }))
           } catch (err) {
             if (this.#closed) return
             if (isHoldError(err)) {
@@ -299,6 +348,10 @@ export class AmqpConsumer {
         }
         case 'dead-letter':
           return this.#deadLetter(msg, d.code, d.reason)
+        case 'barrier':
+          // Barriers are taken apart on delivery (#onMessage); one that got here passes unreported.
+          channel.ack(msg)
+          return
         case 'delay': {
           if (this.#stop.signal.aborted) return // closing: leave it unacked for redelivery
           await confirmed(channel, '', this.#delayQueue, msg.content, {
@@ -348,8 +401,8 @@ function withoutParking(headers: Record<string, unknown>): Record<string, unknow
   return rest
 }
 
-/** The publish properties of a delivery, to republish it unchanged. */
-function publishProps(msg: ConsumeMessage): Options.Publish {
+/** @internal The publish properties of a delivery, to republish it unchanged. */
+export function publishProps(msg: ConsumeMessage): Options.Publish {
   const p = msg.properties
   const out: Record<string, unknown> = {}
   for (const name of [

@@ -5,9 +5,9 @@
  * (process / forward / hold / dead-letter), the bounded fence hold, and per-outcome metrics.
  * Adapters only translate these answers into their client's calls.
  */
-import { randomBytes } from 'node:crypto'
+import { randomUUID } from 'node:crypto'
 import { Counter, type Registry } from 'prom-client'
-import type { RoutingAgent } from '../../agent/index.js'
+import { type RoutingAgent, runWithDrainPermit } from '../../agent/index.js'
 import {
   createRouteContext,
   currentRouteId,
@@ -18,6 +18,7 @@ import {
   type RouteContext,
   RULE_VERSION_HEADER,
   readRouteHeaders,
+  runWithRoute,
   UNIT_HEADER,
   writeRouteHeaders,
 } from '../../context/index.js'
@@ -93,6 +94,11 @@ export class TopicTable {
     return [...this.#topics.keys()].sort((a, b) => b.length - a.length || (a < b ? -1 : 1))
   }
 
+  /** The listed `unit` topics (producers send cut-over barriers into them). */
+  get unitTopics(): readonly string[] {
+    return [...this.#topics].filter(([, t]) => t.type === 'unit').map(([name]) => name)
+  }
+
   /** The settings of `topic`; `normal` when it is not listed. */
   get(topic: string): Required<TopicSettings> {
     return this.#topics.get(topic) ?? NORMAL
@@ -101,6 +107,11 @@ export class TopicTable {
   typeOf(topic: string): TopicType {
     return this.get(topic).type
   }
+}
+
+/** The topic table of an adapter's `topics` option (a config, or a table shared with other adapters). */
+export function topicTableOf(topics: TopicConfig | TopicTable | undefined): TopicTable {
+  return topics instanceof TopicTable ? topics : new TopicTable(topics)
 }
 
 const NORMAL: Required<TopicSettings> = Object.freeze({ type: 'normal', allowDuringFence: false })
@@ -122,6 +133,8 @@ export interface AddressParts {
 export class AddressTemplate {
   readonly template: string
   readonly #pieces: readonly string[]
+  /** `parse` patterns by topic (consumers parse every delivery with the same few topics). */
+  readonly #patterns = new Map<string, RegExp>()
 
   /** @throws InvalidArgumentError when the template has no `{unit}` or an unknown placeholder. */
   constructor(template: string) {
@@ -149,18 +162,26 @@ export class AddressTemplate {
 
   /** The unit and key a name was formatted with, for `topic`; undefined when it does not match. */
   parse(name: string, topic: string): { unit: string; key: string } | undefined {
-    let pattern = '^'
-    for (const piece of this.#pieces) {
-      if (piece === '{topic}') pattern += escapeRegExp(topic)
-      else if (piece === '{unit}') pattern += '(?<unit>[^.]+)'
-      else if (piece === '{key}') pattern += '(?<key>.*)'
-      else pattern += escapeRegExp(piece)
+    let re = this.#patterns.get(topic)
+    if (re === undefined) {
+      let pattern = '^'
+      for (const piece of this.#pieces) {
+        if (piece === '{topic}') pattern += escapeRegExp(topic)
+        else if (piece === '{unit}') pattern += '(?<unit>[^.]+)'
+        else if (piece === '{key}') pattern += '(?<key>.*)'
+        else pattern += escapeRegExp(piece)
+      }
+      re = new RegExp(`${pattern}$`, 's') // no `g` flag: exec keeps no state, so the pattern is reusable
+      if (this.#patterns.size < MAX_CACHED_PATTERNS) this.#patterns.set(topic, re)
     }
-    const m = new RegExp(`${pattern}$`, 's').exec(name)
+    const m = re.exec(name)
     if (!m?.groups) return undefined
     return { unit: m.groups.unit ?? '', key: m.groups.key ?? '' }
   }
 }
+
+/** Topics whose `parse` pattern an AddressTemplate keeps (the configured topics; callers may pass any). */
+const MAX_CACHED_PATTERNS = 256
 
 function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
@@ -178,20 +199,35 @@ export const DEAD_REASON_HEADER = 'x-appactive-dead-reason'
 /** The DESIGN §3 code a message was dead-lettered with, on dead letters only. */
 export const DEAD_CODE_HEADER = 'x-appactive-dead-code'
 
+/**
+ * On cut-over barrier markers only: `<fence version>:<producer node id>`. A barrier is never handed to
+ * a handler: the consumer settles every message before it, reports it, and acks it.
+ */
+export const BARRIER_HEADER = 'x-appactive-barrier'
+/** The `{key}` barriers are published with (queues and streams of unit topics bind `<unit>.#`). */
+export const BARRIER_KEY = 'appactive-barrier'
+
 /** Largest value of any `x-appactive-*` message header; a longer one is malformed. */
 export const MAX_HEADER_VALUE_LENGTH = 1024
 const MSG_ID = /^[\x21-\x7E]{1,128}$/
 
 /** A new message id: a UUIDv7 (time-ordered, random tail). */
 export function newMessageId(): string {
-  const b = randomBytes(16)
+  // randomUUID() draws from Node's cached entropy pool (a randomBytes(16) call per id cost several µs on
+  // every publish); its v4 layout already carries the RFC 9562 variant bits, so putting the 48-bit
+  // millisecond time first and the version nibble 7 makes it a UUIDv7 with the same 74 random bits.
+  // The time part is formatted once per millisecond (number-to-hex costs more than the UUID).
   const ms = Date.now()
-  b.writeUIntBE(ms, 0, 6)
-  b[6] = (b[6]! & 0x0f) | 0x70
-  b[8] = (b[8]! & 0x3f) | 0x80
-  const h = b.toString('hex')
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`
+  if (ms !== idPrefixMs) {
+    const hex = ms.toString(16).padStart(12, '0')
+    idPrefix = `${hex.slice(0, 8)}-${hex.slice(8, 12)}-7`
+    idPrefixMs = ms
+  }
+  return idPrefix + randomUUID().slice(15)
 }
+
+let idPrefixMs = -1
+let idPrefix = ''
 
 /** The appactive headers a message carries (all values strings). */
 export interface MessageRoute {
@@ -239,23 +275,28 @@ export type ReadMessage =
 function normalize(source: MessageHeaderSource): Record<string, string | string[]> | MessageHeaderSource {
   if (typeof (source as { get?: unknown }).get === 'function') return source
   const out: Record<string, string | string[]> = {}
-  for (const [name, value] of Object.entries(source as Record<string, unknown>)) {
-    const lower = name.toLowerCase()
-    if (!isRouteHeader(lower)) continue
-    const text = (v: unknown): string =>
-      typeof v === 'string'
-        ? v
-        : Buffer.isBuffer(v) || v instanceof Uint8Array
-          ? Buffer.from(v).toString('utf8')
-          : typeof v === 'number' && Number.isFinite(v)
-            ? String(v)
-            : '\u0000' // malformed marker: never a valid header value
-    out[lower] = Array.isArray(value) ? value.map(text) : text(value)
+  const record = source as Record<string, unknown>
+  // Own enumerable keys, as Object.entries; only the appactive ones (any case) are lower-cased and kept.
+  for (const name of Object.keys(record)) {
+    if (!isRouteHeader(name)) continue
+    const value = record[name]
+    out[name.toLowerCase()] = Array.isArray(value) ? value.map(valueText) : valueText(value)
   }
   return out
 }
 
+/** One client header value as text; anything else than text, bytes or a finite number reads as malformed. */
+function valueText(v: unknown): string {
+  if (typeof v === 'string') return v
+  if (Buffer.isBuffer(v)) return v.toString('utf8')
+  if (v instanceof Uint8Array) return Buffer.from(v).toString('utf8')
+  if (typeof v === 'number' && Number.isFinite(v)) return String(v)
+  return '\u0000' // malformed marker: never a valid header value
+}
+
 const READ_HEADERS = [ROUTE_ID_HEADER, UNIT_HEADER, RULE_VERSION_HEADER, HOPS_HEADER, ORIGIN_UNIT_HEADER]
+/** Every header a consumer reads, in the order `readMessageHeaders` checks them. */
+const ALL_HEADERS = [...READ_HEADERS, MSG_ID_HEADER]
 
 /**
  * Reads the appactive headers of one message. A header that is present but malformed, repeated,
@@ -264,32 +305,34 @@ const READ_HEADERS = [ROUTE_ID_HEADER, UNIT_HEADER, RULE_VERSION_HEADER, HOPS_HE
 export function readMessageHeaders(source: MessageHeaderSource | undefined): ReadMessage {
   if (source === undefined || source === null) return { ok: true, route: { hops: 0 } }
   const headers = normalize(source) as Parameters<typeof readRouteHeaders>[0]
-  for (const name of [...READ_HEADERS, MSG_ID_HEADER]) {
+  // Each header's single value (undefined when absent), read once: repeated or oversized is malformed.
+  const raw: (string | undefined)[] = []
+  for (const name of ALL_HEADERS) {
     const values = headerValues(headers, name)
-    if (values.length > 1 || values.some((v) => v.length > MAX_HEADER_VALUE_LENGTH)) {
+    if (values.length > 1 || (values.length === 1 && values[0]!.length > MAX_HEADER_VALUE_LENGTH)) {
       return { ok: false, malformed: name }
     }
+    raw.push(values[0])
   }
+  const [routeIdRaw, unitRaw, versionRaw, hopsRaw, originRaw, msgIdRaw] = raw
   const hop = readRouteHeaders(headers)
-  const present = (name: string) => headerValues(headers, name).length > 0
-  if (present(ROUTE_ID_HEADER) && hop.routeId === undefined) return { ok: false, malformed: ROUTE_ID_HEADER }
-  if (present(UNIT_HEADER) && hop.unit === undefined) return { ok: false, malformed: UNIT_HEADER }
-  if (present(RULE_VERSION_HEADER) && hop.ruleVersion === undefined) {
+  if (routeIdRaw !== undefined && hop.routeId === undefined) return { ok: false, malformed: ROUTE_ID_HEADER }
+  if (unitRaw !== undefined && hop.unit === undefined) return { ok: false, malformed: UNIT_HEADER }
+  if (versionRaw !== undefined && hop.ruleVersion === undefined) {
     return { ok: false, malformed: RULE_VERSION_HEADER }
   }
-  if (present(HOPS_HEADER) && headerValues(headers, HOPS_HEADER)[0]!.trim() !== String(hop.hops)) {
+  if (hopsRaw !== undefined && hopsRaw.trim() !== String(hop.hops)) {
     return { ok: false, malformed: HOPS_HEADER }
   }
   let originUnit: string | undefined
-  if (present(ORIGIN_UNIT_HEADER)) {
-    const value = headerValues(headers, ORIGIN_UNIT_HEADER)[0]!
+  if (originRaw !== undefined) {
     // Read with the unit codec, under the unit's name.
-    originUnit = readRouteHeaders({ [UNIT_HEADER]: value }).unit
+    originUnit = readRouteHeaders({ [UNIT_HEADER]: originRaw }).unit
     if (originUnit === undefined) return { ok: false, malformed: ORIGIN_UNIT_HEADER }
   }
   let msgId: string | undefined
-  if (present(MSG_ID_HEADER)) {
-    msgId = headerValues(headers, MSG_ID_HEADER)[0]!.trim()
+  if (msgIdRaw !== undefined) {
+    msgId = msgIdRaw.trim()
     if (!MSG_ID.test(msgId)) return { ok: false, malformed: MSG_ID_HEADER }
   }
   return {
@@ -377,7 +420,22 @@ export function decidePublish(agent: RoutingAgent, topics: TopicTable, req: Publ
 
 /** The consumer decision for one message. */
 export type ConsumeDecision =
-  | { readonly action: 'process'; readonly route: RouteContext; readonly msgId: string | undefined }
+  | {
+      readonly action: 'process'
+      readonly route: RouteContext
+      readonly msgId: string | undefined
+      /**
+       * Set when the key is fenced and this unit, its owner until the switch, drains a message published
+       * here before the fence: the handler's guarded writes run under a drain permit for this version.
+       */
+      readonly drain?: number | undefined
+    }
+  | {
+      /** A cut-over barrier: settle every earlier message, report it, ack it; never run the handler. */
+      readonly action: 'barrier'
+      readonly version: number
+      readonly origin: string
+    }
   | {
       readonly action: 'forward'
       /** The unit whose destination the message goes to, once. */
@@ -400,7 +458,17 @@ export function decideConsume(
   topic: string,
   headers: MessageHeaderSource | undefined,
 ): ConsumeDecision {
-  const read = readMessageHeaders(headers)
+  const barrier = readBarrier(headers)
+  if (barrier !== undefined) {
+    if (barrier === 'malformed')
+      return {
+        action: 'dead-letter',
+        code: 'APPACTIVE_NO_ROUTE_ID',
+        reason: `malformed ${BARRIER_HEADER} header`,
+      }
+    return { action: 'barrier', ...barrier }
+  }
+  const read = takeReadAhead(headers) ?? readMessageHeaders(headers)
   if (!read.ok) {
     return {
       action: 'dead-letter',
@@ -447,7 +515,14 @@ export function decideConsume(
           : `route id maps to no unit (${router.reasonAt(code)}) and the fallback rejects it`,
     }
   }
-  if (router.fencedAt(code)) return { action: 'hold', reason: 'fenced' }
+  if (router.fencedAt(code)) {
+    // Addressed to this unit under the mapping still in force, before the fence (producers hold fenced
+    // keys): the old owner processes it ahead of the barriers; the drain step waits for it.
+    const beforeFence = msg.unit === local && (msg.ruleVersion ?? -1) < router.version
+    if (owner === local && beforeFence && msg.routeId !== undefined)
+      return { ...(admit(local) as Extract<ConsumeDecision, { action: 'process' }>), drain: router.version }
+    return { action: 'hold', reason: 'fenced' }
+  }
   if (owner === local) return admit(local)
   return forward(owner, 'APPACTIVE_WRONG_UNIT', `route id ${msg.routeId ?? '(none)'}`)
 }
@@ -459,6 +534,17 @@ function leaseAllows(agent: RoutingAgent): boolean {
   } catch {
     return false
   }
+}
+
+/**
+ * Runs a consumer's handler for a `process` decision: inside the message's route context and, for a
+ * message drained during a fence, under the drain permit.
+ */
+export function runDecided<T>(d: Extract<ConsumeDecision, { action: 'process' }>, handler: () => T): T {
+  const { drain, route } = d
+  if (drain === undefined || route.routeId === undefined) return runWithRoute(route, handler)
+  const routeId = route.routeId
+  return runWithRoute(route, () => runWithDrainPermit(routeId, drain, handler))
 }
 
 /** True when a handler's error means "hold and decide again" (a fenced key or a lapsed lease), not poison. */
@@ -630,6 +716,132 @@ export async function decideWithHold(
 }
 
 // ---------------------------------------------------------------------------------------------------
+// Cut-over barriers
+
+const BARRIER = /^(\d{1,15}):([\x21-\x7E]{1,255})$/
+
+/** The barrier a message carries: undefined when it is no barrier, `malformed` when it is a bad one. */
+export function readBarrier(
+  source: MessageHeaderSource | undefined,
+): { version: number; origin: string } | 'malformed' | undefined {
+  if (source === undefined || source === null) return undefined
+  let raw: unknown
+  if (typeof (source as { get?: unknown }).get === 'function') {
+    raw = (source as { get(name: string): string | null | undefined }).get(BARRIER_HEADER) || undefined
+  } else {
+    raw = (source as Record<string, unknown>)[BARRIER_HEADER]
+  }
+  if (raw === undefined) return undefined
+  if (Array.isArray(raw)) {
+    if (raw.length !== 1) return 'malformed'
+    raw = raw[0]
+  }
+  const text = Buffer.isBuffer(raw) || raw instanceof Uint8Array ? Buffer.from(raw).toString('utf8') : raw
+  if (typeof text !== 'string') return 'malformed'
+  const m = BARRIER.exec(text.trim())
+  if (m === null) return 'malformed'
+  return { version: Number(m[1]), origin: m[2]! }
+}
+
+/** The headers of a barrier published by `agent` for rule-set `version`. */
+export function barrierHeaders(agent: RoutingAgent, version: number): Record<string, string> {
+  const route = { originUnit: agent.identity.unit, ruleVersion: version, hops: 0, msgId: newMessageId() }
+  return { ...messageHeaders(route), [BARRIER_HEADER]: `${version}:${agent.identity.nodeId}` }
+}
+
+/** Publishes one barrier of `version` into the destination of `topic` for `unit`, confirmed. */
+export type BarrierPublish = (topic: string, unit: string, headers: Record<string, string>) => Promise<void>
+
+/**
+ * The producer side of the message drain: declares the producer's unit topics to its agent, and when
+ * the agent applies a fence, publishes a barrier into each fenced source unit's destination of each unit
+ * topic, after every publish decided before the fence was confirmed (so the barrier queues behind them).
+ */
+export class BarrierSender {
+  readonly #agent: RoutingAgent
+  readonly #topics: readonly string[]
+  readonly #publish: BarrierPublish
+  readonly #inflight = new Set<Promise<unknown>>()
+  readonly #undeclare: () => void
+  #sent = -1
+  #closed = false
+  readonly #onApplied = (version: number) => {
+    // After the current turn: a publish decided before the fence has then reached its client.
+    setImmediate(() => void this.#send(version))
+  }
+
+  constructor(agent: RoutingAgent, topics: TopicTable, publish: BarrierPublish) {
+    this.#agent = agent
+    this.#topics = topics.unitTopics
+    this.#publish = publish
+    this.#undeclare = agent.messages.declareProducer(this.#topics)
+    if (this.#topics.length > 0) agent.on('applied', this.#onApplied)
+    const v = agent.version
+    if (v >= 0 && this.#topics.length > 0) this.#onApplied(v)
+  }
+
+  /** Tracks a publish until its confirm, so a barrier waits for it. */
+  track<T>(publish: Promise<T>): Promise<T> {
+    this.#inflight.add(publish)
+    const done = () => this.#inflight.delete(publish)
+    publish.then(done, done)
+    return publish
+  }
+
+  async #send(version: number): Promise<void> {
+    const router = this.#agent.router
+    if (this.#closed || router === undefined || router.version !== version || version <= this.#sent) return
+    const units = router.fencedUnits()
+    if (units.length === 0) return
+    this.#sent = version
+    await Promise.allSettled([...this.#inflight])
+    for (const topic of this.#topics) {
+      for (const unit of units) {
+        for (let attempt = 1; !this.#closed; attempt++) {
+          try {
+            await this.#publish(topic, unit, barrierHeaders(this.#agent, version))
+            break
+          } catch (err) {
+            if (attempt >= 5) {
+              this.#agent.logger.error(
+                { err, topic, unit, version },
+                'appactive: a cut-over barrier could not be published; the drain step will time out and roll back',
+              )
+              break
+            }
+            await new Promise((r) => setTimeout(r, 100 * attempt))
+          }
+        }
+      }
+    }
+  }
+
+  close(): void {
+    this.#closed = true
+    this.#agent.off('applied', this.#onApplied)
+    this.#undeclare()
+  }
+}
+
+/**
+ * The consumer side: settles every message delivered before a barrier, then records it with the agent
+ * (which reports it to the control plane). Adapters call `declare` for a unit topic's group at start.
+ */
+export function passBarrier(
+  agent: RoutingAgent,
+  sighting: {
+    topic: string
+    group: string
+    origin: string
+    version: number
+    partition?: number
+    partitions?: number
+  },
+): void {
+  agent.messages.passed({ partition: 0, partitions: 1, ...sighting })
+}
+
+// ---------------------------------------------------------------------------------------------------
 // Per-key order
 
 /**
@@ -641,16 +853,15 @@ export class KeyedSerial {
 
   run(key: string | undefined, task: () => Promise<void>): Promise<void> {
     if (key === undefined) return task()
-    const prev = this.#tails.get(key) ?? Promise.resolve()
-    const next = prev.then(task, task)
-    const tail = next.then(
-      () => undefined,
-      () => undefined,
-    )
-    this.#tails.set(key, tail)
-    void tail.then(() => {
+    const prev = this.#tails.get(key)
+    // Nothing queued for the key: start at once, like a task without a key (saves two promises).
+    const next = prev === undefined ? startTask(task) : prev.then(task, task)
+    // The tail settles when the task did, and forgets the key then unless a later task queued behind it.
+    const settled = (): void => {
       if (this.#tails.get(key) === tail) this.#tails.delete(key)
-    })
+    }
+    const tail: Promise<void> = next.then(settled, settled)
+    this.#tails.set(key, tail)
     return next
   }
 
@@ -660,11 +871,36 @@ export class KeyedSerial {
   }
 }
 
+/** Calls `task`; a synchronous throw becomes a rejection, as it would inside `then`. */
+function startTask(task: () => Promise<void>): Promise<void> {
+  try {
+    return task()
+  } catch (err) {
+    return Promise.reject(err)
+  }
+}
+
 /** The route id header of a message, raw, for ordering (not validated). */
 export function orderingKey(headers: MessageHeaderSource | undefined): string | undefined {
   if (headers === undefined || headers === null) return undefined
   const read = readMessageHeaders(headers)
+  readAhead.set(headers, read)
   return read.ok ? read.route.routeId : undefined
+}
+
+/**
+ * What `orderingKey` read from a delivery's headers object, handed to the first `decideConsume` of the
+ * same object (adapters call both per delivery, and reading is the consumer's largest own cost). Taken
+ * once: a later decision (after a hold) reads the headers again. Weak: a delivery never decided leaves
+ * nothing behind.
+ */
+const readAhead = new WeakMap<object, ReadMessage>()
+
+function takeReadAhead(headers: MessageHeaderSource | undefined): ReadMessage | undefined {
+  if (headers === undefined || headers === null) return undefined
+  const read = readAhead.get(headers)
+  if (read !== undefined) readAhead.delete(headers)
+  return read
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -680,6 +916,8 @@ export type MqOutcome =
   | 'delayed'
   | 'dead_lettered'
   | 'handler_error'
+  | 'barrier'
+  | 'drained'
 
 const METRIC = 'appactive_mq_messages_total'
 

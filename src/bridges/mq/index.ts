@@ -18,6 +18,7 @@ export {
 } from './amqplib.js'
 export type {
   AddressParts,
+  BarrierPublish,
   ConsumeDecision,
   HoldOptions,
   HoldResult,
@@ -35,6 +36,10 @@ export type {
 } from './core.js'
 export {
   AddressTemplate,
+  BARRIER_HEADER,
+  BARRIER_KEY,
+  BarrierSender,
+  barrierHeaders,
   DEAD_CODE_HEADER,
   DEAD_REASON_HEADER,
   decideConsume,
@@ -50,11 +55,43 @@ export {
   newMessageId,
   ORIGIN_UNIT_HEADER,
   orderingKey,
+  passBarrier,
   preparePublish,
+  readBarrier,
   readMessageHeaders,
   resolveHold,
+  runDecided,
   TopicTable,
 } from './core.js'
+export type {
+  Checkpoint,
+  CheckpointExecutor,
+  CheckpointerOptions,
+  CheckpointSample,
+  CheckpointStore,
+  FailoverReport,
+  RpoBasis,
+} from './failover.js'
+export {
+  Checkpointer,
+  checkpointMysql2,
+  checkpointPg,
+  checkpointSqlite,
+  checkpointTableSql,
+  combineCheckpoints,
+  DEFAULT_CHECKPOINT_TABLE,
+  FailoverMetrics,
+  isLateMessage,
+  LATE_FAILOVER_VERSION_HEADER,
+  LATE_REASON_HEADER,
+  lateDestination,
+  MemoryCheckpointStore,
+  messageTime,
+  onUnitEvacuated,
+  SqlCheckpointStore,
+  sequenceRpo,
+  unitEvacuated,
+} from './failover.js'
 export type {
   ClaimOptions,
   InboxDialect,
@@ -106,3 +143,36 @@ export {
   NatsConsumer,
   NatsProducer,
 } from './nats.js'
+export type {
+  AmqpCheckpointer,
+  AmqpCheckpointerOptions,
+  AmqpFailover,
+  AmqpFailoverOptions,
+  AmqpStandbyFederationOptions,
+  AmqpStandbyNameOptions,
+  AmqpStandbyNames,
+  DeclareAmqpStandbyOptions,
+} from './standby-amqp.js'
+export {
+  amqpStandbyFederation,
+  amqpStandbyNames,
+  createAmqpCheckpointer,
+  declareAmqpStandby,
+  FAILOVER_MARKER_HEADER,
+  federationQueueName,
+  queueDepth,
+  startAmqpFailover,
+} from './standby-amqp.js'
+export type {
+  NatsCheckpointerOptions,
+  NatsFailover,
+  NatsFailoverOptions,
+  NatsStandbyOptions,
+  NatsStandbyState,
+} from './standby-nats.js'
+export {
+  createNatsCheckpointer,
+  ensureNatsStandby,
+  natsStandbyState,
+  startNatsFailover,
+} from './standby-nats.js'

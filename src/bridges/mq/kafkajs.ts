@@ -19,7 +19,7 @@ import type {
   RecordMetadata,
 } from 'kafkajs'
 import type { RoutingAgent } from '../../agent/index.js'
-import { currentRouteId, isRouteHeader, type RouteContext, runWithRoute } from '../../context/index.js'
+import { currentRouteId, isRouteHeader, type RouteContext } from '../../context/index.js'
 import { InvalidArgumentError } from '../../errors/index.js'
 import {
   AddressTemplate,
@@ -33,8 +33,10 @@ import {
   preparePublish,
   type ResolvedHold,
   resolveHold,
+  runDecided,
   type TopicConfig,
-  TopicTable,
+  type TopicTable,
+  topicTableOf,
 } from './core.js'
 
 /** The Kafka topic a dead letter was consumed from, on dead letters only. */
@@ -43,10 +45,6 @@ export const DEAD_TOPIC_HEADER = 'x-appactive-dead-topic'
 export const DEAD_OFFSET_HEADER = 'x-appactive-dead-offset'
 
 const DEFAULT_TEMPLATE = '{topic}.{unit}'
-
-function topicTable(topics: TopicConfig | TopicTable | undefined): TopicTable {
-  return topics instanceof TopicTable ? topics : new TopicTable(topics)
-}
 
 function topicTemplate(template: string | undefined): AddressTemplate {
   const t = new AddressTemplate(template ?? DEFAULT_TEMPLATE)
@@ -129,7 +127,7 @@ export class KafkaProducer {
     if (![-1, 0, 1].includes(acks)) throw new InvalidArgumentError('acks must be -1, 0 or 1', { acks })
     this.#agent = options.agent
     this.#producer = options.producer
-    this.#topics = topicTable(options.topics)
+    this.#topics = topicTableOf(options.topics)
     this.#template = topicTemplate(options.template)
     this.#hold = resolveHold(options.hold, 10_000)
     this.#gate = new HoldGate(this.#agent, this.#hold.maxHeld)
@@ -271,7 +269,7 @@ export class KafkaConsumer {
       throw new InvalidArgumentError('hold.delayMs must be a non-negative number', { delayMs })
     }
     this.#o = options
-    this.#topics = topicTable(options.topics)
+    this.#topics = topicTableOf(options.topics)
     this.#names = this.#topics.names
     this.#template = topicTemplate(options.template)
     this.#delayMs = delayMs
@@ -336,13 +334,17 @@ export class KafkaConsumer {
     const { agent } = this.#o
     const d = decideConsume(agent, this.#topics, topic, message.headers)
     switch (d.action) {
+      case 'barrier':
+        // Cut-over barriers are not published on Kafka yet (docs/integrations/kafkajs.md): pass them.
+        this.metrics.count('consume', topic, 'barrier')
+        return true
       case 'hold':
         this.metrics.count('consume', topic, 'held')
         return false
       case 'process': {
         const info = { kafkaTopic, topic, partition, route: d.route, msgId: d.msgId }
         try {
-          await runWithRoute(d.route, () => this.#o.handler(message, info))
+          await runDecided(d, () => this.#o.handler(message, info))
         } catch (err) {
           if (isHoldError(err)) {
             this.metrics.count('consume', topic, 'held')

@@ -12,24 +12,32 @@
 import type { ConsumerMessages, JetStreamClient, JsMsg, PubAck } from '@nats-io/jetstream'
 import type { MsgHdrs } from '@nats-io/transport-node'
 import type { RoutingAgent } from '../../agent/index.js'
-import { HOPS_HEADER, isRouteHeader, type RouteContext, runWithRoute } from '../../context/index.js'
+import { HOPS_HEADER, isRouteHeader, type RouteContext } from '../../context/index.js'
 import { InvalidArgumentError } from '../../errors/index.js'
 import {
   AddressTemplate,
+  BARRIER_KEY,
+  BarrierSender,
   DEAD_CODE_HEADER,
   DEAD_REASON_HEADER,
+  decideConsume,
   decideWithHold,
   HoldGate,
   type HoldOptions,
   isHoldError,
   KeyedSerial,
   MqMetrics,
+  MSG_ID_HEADER,
   orderingKey,
+  passBarrier,
   preparePublish,
   type ResolvedHold,
+  readBarrier,
   resolveHold,
+  runDecided,
   type TopicConfig,
-  TopicTable,
+  type TopicTable,
+  topicTableOf,
 } from './core.js'
 
 /** The subject a dead letter was delivered on, on dead letters only. */
@@ -43,10 +51,6 @@ let headersFactory: Promise<() => MsgHdrs> | undefined
 function natsHeaders(): Promise<() => MsgHdrs> {
   headersFactory ??= import('@nats-io/transport-node').then((m) => m.headers as () => MsgHdrs)
   return headersFactory
-}
-
-function topicTable(topics: TopicConfig | TopicTable | undefined): TopicTable {
-  return topics instanceof TopicTable ? topics : new TopicTable(topics)
 }
 
 function subjectTemplate(template: string | undefined): AddressTemplate {
@@ -77,8 +81,10 @@ function routeHeaders(h: MsgHdrs | undefined): Record<string, string[]> | undefi
   if (h === undefined) return undefined
   const out: Record<string, string[]> = {}
   for (const [name, values] of h) {
+    if (!isRouteHeader(name)) continue // any case; only these are lower-cased and copied
     const lower = name.toLowerCase()
-    if (isRouteHeader(lower)) out[lower] = [...(out[lower] ?? []), ...values]
+    const prev = out[lower]
+    out[lower] = prev === undefined ? values.slice() : prev.concat(values)
   }
   return out
 }
@@ -158,6 +164,7 @@ export class NatsProducer {
   readonly #template: AddressTemplate
   readonly #hold: ResolvedHold
   readonly #gate: HoldGate
+  readonly #barriers: BarrierSender
 
   constructor(options: NatsProducerOptions) {
     if (options?.agent === undefined || options.js === undefined) {
@@ -165,12 +172,20 @@ export class NatsProducer {
     }
     this.#agent = options.agent
     this.#js = options.js
-    this.#topics = topicTable(options.topics)
+    this.#topics = topicTableOf(options.topics)
     this.#names = this.#topics.names
     this.#template = subjectTemplate(options.template)
     this.#hold = resolveHold(options.hold, 10_000)
     this.#gate = new HoldGate(this.#agent, this.#hold.maxHeld)
     this.metrics = new MqMetrics(this.#agent.metrics.registry)
+    // Cut-over barriers go to `<topic>.<unit>.appactive-barrier`: the unit's stream captures them.
+    this.#barriers = new BarrierSender(this.#agent, this.#topics, async (topic, unit, values) => {
+      const headers = (await natsHeaders())()
+      for (const [name, value] of Object.entries(values)) headers.set(name, value)
+      const subject = this.#template.format({ topic, unit, key: BARRIER_KEY })
+      await this.#js.publish(subject, new Uint8Array(0), { msgID: values[MSG_ID_HEADER], headers })
+      this.metrics.count('publish', topic, 'barrier')
+    })
   }
 
   /**
@@ -201,11 +216,13 @@ export class NatsProducer {
     for (const [name, value] of Object.entries(d.headers)) headers.set(name, value)
     let ack: PubAck
     try {
-      ack = await this.#js.publish(target, data, {
-        msgID: d.msgId,
-        headers,
-        ...(options.timeoutMs === undefined ? {} : { timeout: options.timeoutMs }),
-      })
+      ack = await this.#barriers.track(
+        this.#js.publish(target, data, {
+          msgID: d.msgId,
+          headers,
+          ...(options.timeoutMs === undefined ? {} : { timeout: options.timeoutMs }),
+        }),
+      )
     } catch (err) {
       this.metrics.count('publish', topic, 'failed')
       throw err
@@ -224,6 +241,7 @@ export class NatsProducer {
   /** Fails every held publish with APPACTIVE_FENCED. The connection stays yours to close. */
   close(): void {
     this.#gate.close()
+    this.#barriers.close()
   }
 }
 
@@ -288,6 +306,7 @@ export class NatsConsumer {
   #loop: Promise<void> | undefined
   #beat: NodeJS.Timeout | undefined
   #make: (() => MsgHdrs) | undefined
+  readonly #undeclare: Array<() => void> = []
 
   constructor(options: NatsConsumerOptions) {
     if (options?.agent === undefined || options.js === undefined) {
@@ -310,7 +329,7 @@ export class NatsConsumer {
       throw new InvalidArgumentError('hold.delayMs must be a non-negative number', { delayMs })
     }
     this.#o = options
-    this.#topics = topicTable(options.topics)
+    this.#topics = topicTableOf(options.topics)
     this.#names = this.#topics.names
     this.#template = subjectTemplate(options.template)
     this.#hold = resolveHold(options.hold, 30_000)
@@ -325,7 +344,16 @@ export class NatsConsumer {
     const { js, stream, consumer } = this.#o
     this.#make = await natsHeaders()
     const c = await js.consumers.get(stream, consumer)
-    const ackWaitMs = ((await c.info(true)).config.ack_wait ?? 30e9) / 1e6
+    const config = (await c.info(true)).config
+    const ackWaitMs = (config.ack_wait ?? 30e9) / 1e6
+    // The unit topics its filter covers take part in the cut-over's message drain (barriers awaited).
+    const filters = [config.filter_subject, ...(config.filter_subjects ?? [])].filter(
+      (f): f is string => typeof f === 'string' && f !== '',
+    )
+    for (const topic of this.#topics.unitTopics) {
+      const covered = filters.some((f) => this.#address(f.replace(/>$/, BARRIER_KEY)).topic === topic)
+      if (covered) this.#undeclare.push(this.#o.agent.messages.declareConsumer(topic, consumer))
+    }
     // Queued and held messages are never acked: keep them from redelivery with `working()`.
     const keepAlive = () => {
       for (const m of this.#waiting) quietly(() => m.working())
@@ -341,6 +369,7 @@ export class NatsConsumer {
    * `nak(delayMs)`ed, never acked. The connection stays yours to close.
    */
   async close(): Promise<void> {
+    for (const undeclare of this.#undeclare.splice(0)) undeclare()
     this.#stop.abort()
     this.#gate.close()
     await this.#messages?.close()
@@ -363,16 +392,24 @@ export class NatsConsumer {
   #dispatch(msg: JsMsg): void {
     const headers = routeHeaders(msg.headers)
     this.#waiting.add(msg)
-    const task = this.#serial.run(orderingKey(headers), () => this.#handle(msg, headers))
-    const tracked = task
-      .catch((err) => {
+    const barrier = readBarrier(headers)
+    const task =
+      barrier !== undefined && barrier !== 'malformed'
+        ? this.#barrier(msg, barrier, [...this.#pending])
+        : this.#serial.run(orderingKey(headers), () => this.#handle(msg, headers))
+    // One reaction settles the bookkeeping (a catch + finally pair cost three promises per message).
+    const settle = (): void => {
+      this.#waiting.delete(msg)
+      this.#pending.delete(tracked)
+    }
+    const tracked: Promise<void> = task.then(settle, (err: unknown) => {
+      try {
         this.#o.agent.logger.error({ err, subject: msg.subject }, 'nats consumer failed; redelivering later')
         quietly(() => msg.nak(this.#delayMs))
-      })
-      .finally(() => {
-        this.#waiting.delete(msg)
-        this.#pending.delete(tracked)
-      })
+      } finally {
+        settle()
+      }
+    })
     this.#pending.add(tracked)
   }
 
@@ -385,21 +422,39 @@ export class NatsConsumer {
     return splitSubject(this.#names, subject)
   }
 
+  /** A cut-over barrier: once every message before it is settled, report it and ack it. */
+  async #barrier(
+    msg: JsMsg,
+    barrier: { version: number; origin: string },
+    before: readonly Promise<void>[],
+  ): Promise<void> {
+    await Promise.all(before)
+    const { topic } = this.#address(msg.subject)
+    passBarrier(this.#o.agent, { topic, group: this.#o.consumer, ...barrier })
+    msg.ack()
+    this.metrics.count('consume', topic, 'barrier')
+  }
+
   async #handle(msg: JsMsg, headers: Record<string, string[]> | undefined): Promise<void> {
     const { agent, js } = this.#o
     const { topic, key } = this.#address(msg.subject)
     const started = performance.now()
     for (;;) {
+      // Decided at once unless it must wait (the common case needs no hold loop and no await).
+      const now = decideConsume(agent, this.#topics, topic, headers)
       const left = { ...this.#hold, maxMs: Math.max(0, this.#hold.maxMs - (performance.now() - started)) }
-      const d = await decideWithHold(agent, this.#topics, topic, headers, this.#gate, left, {
-        signal: this.#stop.signal,
-        metrics: this.metrics,
-      })
+      const d =
+        now.action !== 'hold'
+          ? now
+          : await decideWithHold(agent, this.#topics, topic, headers, this.#gate, left, {
+              signal: this.#stop.signal,
+              metrics: this.metrics,
+            })
       switch (d.action) {
         case 'process': {
           this.#waiting.delete(msg)
           try {
-            await runWithRoute(d.route, () => this.#o.handler(msg, { route: d.route, msgId: d.msgId }))
+            await runDecided(d, () => this.#o.handler(msg, { route: d.route, msgId: d.msgId }))
           } catch (err) {
             if (isHoldError(err)) {
               // A fence or lease lapse the handler's own guard saw: hold, then decide again.
@@ -434,6 +489,9 @@ export class NatsConsumer {
         }
         case 'dead-letter':
           return this.#deadLetter(msg, topic, d.code, d.reason)
+        case 'barrier':
+          msg.ack() // taken apart on delivery (#dispatch); one that got here passes unreported
+          return
         case 'delay': {
           msg.nak(this.#delayMs)
           this.metrics.count('consume', topic, 'delayed')

@@ -85,6 +85,9 @@ export class ControlChannel implements RuleChannel {
   #reportedFenced = 0
   #failing = false
   #unsubscribe: (() => void) | undefined
+  #unsubscribeMq: (() => void) | undefined
+  #mqPosting = false
+  #mqDirty = false
   /** The open ack stream's body (NDJSON lines), if any; see `#openAcks`. */
   #acks: PassThrough | undefined
   /** False once the server answered the ack stream with 404/405: it predates it; use POST /ack. */
@@ -126,6 +129,7 @@ export class ControlChannel implements RuleChannel {
     this.#sink = sink
     this.#log ??= sink.logger?.child({ channel: this.name })
     this.#unsubscribe = sink.onInflightChange?.(() => this.#inflightChanged())
+    this.#unsubscribeMq = sink.onMqChange?.(() => this.#mqChanged())
     try {
       await this.#register()
     } catch (err) {
@@ -160,6 +164,7 @@ export class ControlChannel implements RuleChannel {
     if (this.#closed) return
     this.#closed = true
     this.#unsubscribe?.()
+    this.#unsubscribeMq?.()
     clearTimeout(this.#heartbeatTimer)
     this.#acks?.end()
     this.#abort.abort()
@@ -177,6 +182,8 @@ export class ControlChannel implements RuleChannel {
       this.#session = r.session
       this.#heartbeatMs = r.heartbeatMs
       this.#openAcks(r.session)
+      // A new session starts with no message drain state on the server: send ours.
+      if (this.#sink!.mqState?.() !== undefined) this.#mqChanged()
       // The control plane is back: reconnect the rule stream now, not when its backoff ends.
       this.#wake?.()
       this.#log?.info(
@@ -418,6 +425,26 @@ export class ControlChannel implements RuleChannel {
     if (fenced === this.#reportedFenced) return
     this.#reportedFenced = fenced
     this.#post('/inflight', { fenced }).catch(() => {})
+  }
+
+  /**
+   * Reports the message drain state (topics, groups, barriers passed); one request at a time, the
+   * latest state wins. Lost reports are repaired by the next change or registration.
+   */
+  #mqChanged(): void {
+    if (this.#session === undefined || this.#closed) return
+    if (this.#mqPosting) {
+      this.#mqDirty = true
+      return
+    }
+    this.#mqPosting = true
+    this.#mqDirty = false
+    this.#post('/mq', this.#sink!.mqState?.() ?? { produces: [], consumes: [], barriers: [] })
+      .catch((err) => this.#log?.warn({ err: errText(err) }, 'message drain report failed'))
+      .finally(() => {
+        this.#mqPosting = false
+        if (this.#mqDirty) this.#mqChanged()
+      })
   }
 
   #post(path: string, body: unknown): Promise<unknown> {

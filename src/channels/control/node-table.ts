@@ -5,6 +5,7 @@
  * every guarded write until it is in sync again, so a cut-over may proceed without it.
  */
 import type { RuleIssue } from '../../errors/index.js'
+import type { MqDrainReport } from '../types.js'
 
 /** One agent as the server sees it. */
 export interface NodeView {
@@ -21,6 +22,8 @@ export interface NodeView {
   /** True when the lease lapsed: the node is self-fenced. */
   readonly lapsed: boolean
   readonly inflightFenced: number
+  /** The message layer's drain state the node last reported; undefined when it has none. */
+  readonly mq?: MqDrainReport | undefined
   /** True while the node holds a rule stream (SSE or long-poll) open. */
   readonly connected: boolean
   readonly lastError:
@@ -40,6 +43,7 @@ export interface NodeRecord {
   lastHeartbeatAt: number
   leaseExpiresAt: number
   inflightFenced: number
+  mq: MqDrainReport | undefined
   streams: number
   lastError: NodeView['lastError']
 }
@@ -85,7 +89,13 @@ export class NodeTable {
   register(
     n: Omit<
       NodeRecord,
-      'registeredAt' | 'lastHeartbeatAt' | 'leaseExpiresAt' | 'inflightFenced' | 'streams' | 'lastError'
+      | 'registeredAt'
+      | 'lastHeartbeatAt'
+      | 'leaseExpiresAt'
+      | 'inflightFenced'
+      | 'mq'
+      | 'streams'
+      | 'lastError'
     >,
   ): NodeRecord {
     const old = this.#nodes.get(n.nodeId)
@@ -97,6 +107,7 @@ export class NodeTable {
       lastHeartbeatAt: now,
       leaseExpiresAt: now + this.#leaseMs,
       inflightFenced: 0,
+      mq: undefined,
       streams: 0,
       lastError: undefined,
     }
@@ -105,6 +116,11 @@ export class NodeTable {
     if (old) for (const w of this.#waiters) w.pending.delete(old)
     this.changed(rec)
     return rec
+  }
+
+  /** Every node record (live or lapsed). */
+  records(): IterableIterator<NodeRecord> {
+    return this.#nodes.values()
   }
 
   bySession(session: string): NodeRecord | undefined {

@@ -11,6 +11,7 @@
  * | `POST /acks` | session | `AckRequest` per line (NDJSON), streamed for the session's life | 204 when the body ends |
  * | `POST /heartbeat` | session | `HeartbeatRequest` | `HeartbeatResponse` (renews the lease) |
  * | `POST /inflight` | session | `{ fenced }` | 204 |
+ * | `POST /mq` | session | `MqDrainReport` (topics, consumer groups, barriers passed) | 204 |
  * | `POST /report` | session | `ReportRequest` (a refused rule set) | 204 |
  * | `DELETE /session` | session | — | 204 (graceful leave) |
  * | `GET /registry?app=NAME` | shared bearer token or any session | — | `RegistryResponse` (who serves `app`) |

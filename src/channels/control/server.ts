@@ -11,6 +11,7 @@ import type { AddressInfo } from 'node:net'
 import { InvalidArgumentError, type RuleIssue } from '../../errors/index.js'
 import { assertRuleSet, type RuleSet } from '../../rules/index.js'
 import { bearer, HttpError, intField, readJson, send, sendError, TokenSet, textField } from './http-util.js'
+import { type MqDrainTarget, readMqReport, undrainedGroups } from './mq-drain.js'
 import { type NodeRecord, NodeTable, type NodeView, type WaitResult } from './node-table.js'
 import { DEFAULT_PREFIX, MAX_AGENT_BODY_BYTES, type RegistryResponse } from './protocol.js'
 
@@ -151,13 +152,42 @@ export class RuleServer extends EventEmitter<RuleServerEvents> {
     })
   }
 
-  /** Resolves when no node (passing `filter`) reports an in-flight guarded write on a fenced key. */
-  waitForDrain(options: { timeoutMs: number; filter?: (n: NodeView) => boolean }): Promise<WaitResult> {
-    const filter = options.filter
-    return this.#table.waitFor((n) => n.inflightFenced === 0, {
-      timeoutMs: options.timeoutMs,
-      ...(filter ? { filter: (n) => filter(this.#table.view(n)) } : {}),
-    })
+  /**
+   * Resolves when no node (passing `filter`) reports an in-flight guarded write on a fenced key and,
+   * with `messages`, when every consumer group of a source unit passed the fence's barrier from every
+   * live producer (see mq-drain.ts).
+   */
+  async waitForDrain(options: {
+    timeoutMs: number
+    filter?: (n: NodeView) => boolean
+    messages?: MqDrainTarget
+  }): Promise<WaitResult> {
+    const { filter, messages } = options
+    const table = this.#table
+    const live = (n: NodeRecord) => !table.isLapsed(n)
+    const test = (n: NodeRecord) =>
+      n.inflightFenced === 0 &&
+      (messages === undefined || undrainedGroups(n, table.records(), live, messages).length === 0)
+    // A producer that lapses changes other nodes' answers without an event of its own: look again.
+    const recheck = messages === undefined ? undefined : setInterval(() => table.changed(), 250)
+    try {
+      return await table.waitFor(test, {
+        timeoutMs: options.timeoutMs,
+        ...(filter ? { filter: (n) => filter(table.view(n)) } : {}),
+      })
+    } finally {
+      clearInterval(recheck)
+    }
+  }
+
+  /** The consumer groups of source units still waiting for barriers, per node (for progress and errors). */
+  undrainedMessages(messages: MqDrainTarget): string[] {
+    const table = this.#table
+    const live = (n: NodeRecord) => !table.isLapsed(n)
+    const out = new Set<string>()
+    for (const n of table.records())
+      if (live(n)) for (const g of undrainedGroups(n, table.records(), live, messages)) out.add(g)
+    return [...out]
   }
 
   /** Starts a standalone HTTP server (for tests, benchmarks and small deployments). */
@@ -221,6 +251,14 @@ export class RuleServer extends EventEmitter<RuleServerEvents> {
         this.#checkNode(body, rec)
         rec.inflightFenced = intField(body, 'fenced', 0)!
         this.#table.changed(rec)
+        return send(res, 204)
+      }
+      case 'POST /mq': {
+        const body = await readJson(req, MAX_AGENT_BODY_BYTES * 8)
+        this.#checkNode(body, rec)
+        rec.mq = readMqReport(body)
+        // Barriers one member passed change the answer for every member of its group.
+        this.#table.changed()
         return send(res, 204)
       }
       case 'POST /report': {

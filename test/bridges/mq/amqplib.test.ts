@@ -161,31 +161,36 @@ describe('amqplib bridge (real RabbitMQ)', { skip }, () => {
     }
   })
 
-  test('holds fenced keys on both sides, then releases them to the new owner with zero dead letters', async () => {
+  test('during a fence the old owner drains what was published before it; later publishes wait for the new owner', async () => {
     const t = await topology('fence')
     const c = await consumers(t, threeUnits(1))
     const channel = await conn.createConfirmChannel()
     try {
       const producerAgent = agentIn('center', threeUnits(1))
       const producer = createAmqpProducer({ agent: producerAgent, channel, topics: { [t.exchange]: 'unit' } })
-      // Published before the fence: it sits in hz's queue when the fence arrives.
+      // Published before the fence (v1, addressed to hz), consumed while hz's agent holds the fence (v2):
+      // hz still owns the key until the switch, so it processes it (the drain), under a drain permit.
       for (const agent of Object.values(c.agents)) agent.apply(threeUnits(2, true))
       await producer.publish(t.exchange, 'early', Buffer.from('early'), { routeId: '5001' })
-      await until(
-        () => (c.consumers[0]!.metrics.snapshot()['consume/held'] ?? 0) === 1,
-        10_000,
-        'the consumer hold',
+      await until(() => c.got.length === 1, 10_000, 'the drained message')
+      assert.deepEqual(
+        c.got.map((g) => `${g.unit}:${g.body}`),
+        ['hz:early'],
       )
-      // A publish during the fence is held too.
+      assert.equal(c.consumers[0]!.metrics.snapshot()['consume/held'], undefined)
+      // A publish during the fence is held at the producer.
       producerAgent.apply(threeUnits(2, true))
       const late = producer.publish(t.exchange, 'late', Buffer.from('late'), { routeId: '5002' })
       await until(() => producer.metrics.snapshot()['publish/held'] === 1, 10_000, 'the producer hold')
-      assert.equal(c.got.length, 0)
+      assert.equal(c.got.length, 1)
       // Switch and unfence in one step: 5000~5099 now belongs to sh.
       for (const agent of [producerAgent, ...Object.values(c.agents)]) agent.apply(moved(3))
       assert.equal((await late).routingKey, 'sh.late')
       await until(() => c.got.length === 2, 10_000, 'both messages processed')
-      assert.deepEqual(c.got.map((g) => `${g.unit}:${g.body}`).sort(), ['sh:early', 'sh:late'])
+      assert.deepEqual(
+        c.got.map((g) => `${g.unit}:${g.body}`),
+        ['hz:early', 'sh:late'],
+      )
       assert.equal((await admin.checkQueue(t.dead)).messageCount, 0)
       assert.equal(c.consumers[0]!.metrics.snapshot()['consume/dead_lettered'], undefined)
     } finally {
@@ -224,6 +229,108 @@ describe('amqplib bridge (real RabbitMQ)', { skip }, () => {
       assert.match(String(bodies['no-id']?.[DEAD_REASON_HEADER]), /no route id/)
     } finally {
       await c.close()
+    }
+  })
+
+  test('a channel killed mid-hold: every held delivery is redelivered to the next consumer, no stale ack', async () => {
+    const t = await topology('killed')
+    // A consumer on its own connection holds fenced messages (unacked) when its connection dies.
+    const doomed = await amqp.connect('amqp://guest:guest@127.0.0.1:5672')
+    const connErrors: unknown[] = []
+    doomed.on('error', (err) => connErrors.push(err))
+    const channel = await doomed.createConfirmChannel()
+    const channelErrors: unknown[] = []
+    channel.on('error', (err) => channelErrors.push(err))
+    const heldAgent = agentIn('hz', threeUnits(2, true))
+    const first = await createAmqpConsumer({
+      agent: heldAgent,
+      channel,
+      queue: t.queue('hz'),
+      exchange: t.exchange,
+      topics: { [t.exchange]: 'unit' },
+      deadLetterExchange: t.dead,
+      handler: () => assert.fail('nothing may be processed while fenced'),
+    })
+    const ids = ['5001', '5002', '5003', '5004', '5005']
+    for (const id of ids)
+      admin.publish(t.exchange, 'hz.k', Buffer.from(id), { headers: { 'x-appactive-route-id': id } })
+    await admin.waitForConfirms()
+    await until(() => first.metrics.snapshot()['consume/held'] === ids.length, 10_000, 'all five held')
+    // Kill the connection under the held deliveries (as a crashed process or a broker-side close would).
+    await doomed.close()
+    await first.close() // returns at once: the held deliveries died with their channel, nothing is acked
+    // The next consumer, with the fence lifted, gets every one of them, in order.
+    const got: string[] = []
+    const channel2 = await conn.createConfirmChannel()
+    const second = await createAmqpConsumer({
+      agent: agentIn('hz', threeUnits(3)),
+      channel: channel2,
+      queue: t.queue('hz'),
+      exchange: t.exchange,
+      topics: { [t.exchange]: 'unit' },
+      deadLetterExchange: t.dead,
+      handler: (msg) => {
+        got.push(msg.content.toString())
+      },
+    })
+    try {
+      await until(() => got.length === ids.length, 10_000, 'redelivery of the held messages')
+      assert.deepEqual(got, ids)
+      assert.deepEqual(connErrors, [])
+      assert.deepEqual(channelErrors, [], 'no PRECONDITION_FAILED (unknown delivery tag)')
+      assert.equal((await admin.checkQueue(t.dead)).messageCount, 0)
+      assert.equal((await admin.checkQueue(t.queue('hz'))).messageCount, 0)
+    } finally {
+      await second.close()
+      await channel2.close()
+    }
+  })
+
+  test('a long fence hold on a quorum queue with delivery-limit 3 dead-letters nothing', async () => {
+    const t = await topology('quorum')
+    const queue = `${t.exchange}.quorum`
+    await admin.assertQueue(queue, {
+      durable: true,
+      arguments: {
+        'x-queue-type': 'quorum',
+        'x-delivery-limit': 3,
+        'x-dead-letter-exchange': t.dead,
+      },
+    })
+    await admin.bindQueue(queue, t.exchange, 'hz.#')
+    queues.push(queue, `${queue}.appactive-delay`)
+    const agent = agentIn('hz', threeUnits(2, true))
+    const channel = await conn.createConfirmChannel()
+    const got: string[] = []
+    const consumer = await createAmqpConsumer({
+      agent,
+      channel,
+      queue,
+      exchange: t.exchange,
+      topics: { [t.exchange]: 'unit' },
+      // Short bounds so that the message makes several trips through the delay queue during the fence.
+      hold: { maxMs: 100, recheckMs: 20 },
+      delayMs: 150,
+      handler: (msg) => {
+        got.push(msg.content.toString())
+      },
+    })
+    try {
+      admin.publish(t.exchange, 'hz.k', Buffer.from('5007'), { headers: { 'x-appactive-route-id': '5007' } })
+      await admin.waitForConfirms()
+      // Well past 3 deliveries' worth of holding: a requeue loop would have hit the delivery limit.
+      await until(
+        () => (consumer.metrics.snapshot()['consume/delayed'] ?? 0) >= 5,
+        15_000,
+        'five hold rounds',
+      )
+      assert.deepEqual(got, [])
+      agent.apply(threeUnits(3))
+      await until(() => got.length === 1, 10_000, 'processed after the fence')
+      assert.equal((await admin.checkQueue(t.dead)).messageCount, 0, 'zero dead letters')
+    } finally {
+      await consumer.close()
+      await channel.close()
     }
   })
 

@@ -228,34 +228,90 @@ describe('NATS JetStream bridge (real server)', { skip }, () => {
     }
   })
 
-  test('holds fenced keys on both sides, then releases them to the new owner with zero dead letters', async () => {
+  test('during a fence the old owner drains what was published before it; later publishes wait for the new owner', async () => {
     const c = await consumers('fence', threeUnits(1))
     try {
       const producerAgent = agentIn('center', threeUnits(1))
       const producer = createNatsProducer({ agent: producerAgent, js, topics: { [c.topic]: 'unit' } })
-      // Published before the fence: it sits in hz's consumer when the fence arrives.
+      // Published before the fence (v1, addressed to hz), consumed while hz's agent holds the fence (v2):
+      // hz still owns the key until the switch, so it processes it (the drain), under a drain permit.
       for (const agent of Object.values(c.agents)) agent.apply(threeUnits(2, true))
       await producer.publish(`${c.topic}.early`, 'early', { routeId: '5001' })
-      await until(
-        () => (c.consumers[0]!.metrics.snapshot()['consume/held'] ?? 0) === 1,
-        10_000,
-        'the consumer hold',
+      await until(() => c.got.length === 1, 10_000, 'the drained message')
+      assert.deepEqual(
+        c.got.map((g) => `${g.unit}:${g.body}`),
+        ['hz:early'],
       )
-      // A publish during the fence is held too.
+      assert.equal(c.consumers[0]!.metrics.snapshot()['consume/held'], undefined)
+      // A publish during the fence is held at the producer.
       producerAgent.apply(threeUnits(2, true))
       const late = producer.publish(`${c.topic}.late`, 'late', { routeId: '5002' })
       await until(() => producer.metrics.snapshot()['publish/held'] === 1, 10_000, 'the producer hold')
-      assert.equal(c.got.length, 0)
+      assert.equal(c.got.length, 1)
       // Switch and unfence in one step: 5000~5099 now belongs to sh.
       for (const agent of [producerAgent, ...Object.values(c.agents)]) agent.apply(moved(3))
       assert.equal((await late).subject, `${c.topic}.sh.late`)
       await until(() => c.got.length === 2, 10_000, 'both messages processed')
-      assert.deepEqual(c.got.map((g) => `${g.unit}:${g.body}`).sort(), ['sh:early', 'sh:late'])
+      assert.deepEqual(
+        c.got.map((g) => `${g.unit}:${g.body}`),
+        ['hz:early', 'sh:late'],
+      )
       assert.equal(await countOn(c.dead), 0)
       assert.equal(c.consumers[0]!.metrics.snapshot()['consume/dead_lettered'], undefined)
       assert.equal(c.consumers[0]!.metrics.snapshot()['consume/delayed'], undefined)
     } finally {
       await c.close()
+    }
+  })
+
+  test('a connection killed mid-hold: every held message is redelivered to the next consumer, none acked', async () => {
+    const topic = `${prefix}.killed`
+    const name = 'killed-hz'
+    await jsm.consumers.add(stream, {
+      durable_name: name,
+      ack_policy: AckPolicy.Explicit,
+      filter_subject: `${topic}.hz.>`,
+      max_deliver: -1,
+      ack_wait: nanos(1000), // redelivery comes one ack wait after the holder is gone
+    })
+    const doomed = await connect({ servers: `${NATS.host}:${NATS.port}` })
+    const first = await createNatsConsumer({
+      agent: agentIn('hz', threeUnits(2, true)),
+      js: jetstream(doomed),
+      stream,
+      consumer: name,
+      topics: { [topic]: 'unit' },
+      handler: () => assert.fail('nothing may be processed while fenced'),
+    })
+    const ids = ['5001', '5002', '5003', '5004']
+    for (const id of ids) {
+      const h = headers()
+      h.set('x-appactive-route-id', id)
+      await js.publish(`${topic}.hz.k`, id, { headers: h })
+    }
+    await until(() => first.metrics.snapshot()['consume/held'] === ids.length, 10_000, 'all four held')
+    // Held messages are kept alive with working(); the process dies (its connection goes) mid-hold.
+    await doomed.close()
+    await first.close()
+    const got: string[] = []
+    const second = await createNatsConsumer({
+      agent: agentIn('hz', threeUnits(3)),
+      js,
+      stream,
+      consumer: name,
+      topics: { [topic]: 'unit' },
+      handler: (msg) => {
+        got.push(msg.string())
+      },
+    })
+    try {
+      await until(() => got.length === ids.length, 10_000, 'redelivery of the held messages')
+      assert.deepEqual([...got].sort(), ids)
+      const info = await jsm.consumers.info(stream, name)
+      assert.equal(info.num_pending + info.num_ack_pending, 0)
+    } finally {
+      await second.close()
+      await jsm.consumers.delete(stream, name)
     }
   })
 
