@@ -6,8 +6,11 @@ import { once } from 'node:events'
 import { createInterface } from 'node:readline'
 import { describe, test } from 'node:test'
 import { request } from 'undici'
+import { NATS, needs, RABBITMQ } from './helpers/services.js'
 
 const root = new URL('..', import.meta.url).pathname
+const noRabbitmq = await needs(RABBITMQ)
+const noNats = await needs(NATS)
 
 function run(file: string, env: Record<string, string> = {}): ChildProcess {
   return spawn(process.execPath, ['--import', 'tsx', file], {
@@ -80,5 +83,27 @@ describe('examples', () => {
     t.after(() => child.kill('SIGKILL'))
     const [line] = await lineMatching(child, /undici sent route id .*/)
     assert.equal(line, 'undici sent route id 10001; fetch sent route id 10001')
+  })
+
+  test('examples/amqplib/main.ts consumes each message in the unit owning its route id', {
+    skip: noRabbitmq,
+  }, async (t) => {
+    const child = run('examples/amqplib/main.ts')
+    t.after(() => child.kill('SIGKILL'))
+    const exited = once(child, 'exit')
+    const [line] = await lineMatching(child, /^amqplib: .*/)
+    assert.equal(line, 'amqplib: center consumed 15000 (center.placed); unit consumed 10042 (unit.placed)')
+    assert.equal((await exited)[0], 0, 'the example cleans up (queues, stream) and exits 0')
+  })
+
+  test('examples/nats/main.ts consumes each message in the unit owning its route id', {
+    skip: noNats,
+  }, async (t) => {
+    const child = run('examples/nats/main.ts')
+    t.after(() => child.kill('SIGKILL'))
+    const exited = once(child, 'exit')
+    const [line] = await lineMatching(child, /^nats: .*/)
+    assert.equal(line, 'nats: center consumed 15000 (center.placed); unit consumed 10042 (unit.placed)')
+    assert.equal((await exited)[0], 0, 'the example cleans up (queues, stream) and exits 0')
   })
 })
