@@ -204,6 +204,8 @@ export const DEAD_CODE_HEADER = 'x-appactive-dead-code'
  * a handler: the consumer settles every message before it, reports it, and acks it.
  */
 export const BARRIER_HEADER = 'x-appactive-barrier'
+/** On Kafka barriers: how many partitions the destination topic has (a barrier goes to each). */
+export const BARRIER_PARTITIONS_HEADER = 'x-appactive-barrier-partitions'
 /** The `{key}` barriers are published with (queues and streams of unit topics bind `<unit>.#`). */
 export const BARRIER_KEY = 'appactive-barrier'
 

@@ -38,6 +38,7 @@ export {
   AddressTemplate,
   BARRIER_HEADER,
   BARRIER_KEY,
+  BARRIER_PARTITIONS_HEADER,
   BarrierSender,
   barrierHeaders,
   DEAD_CODE_HEADER,

@@ -23,6 +23,8 @@ import { currentRouteId, isRouteHeader, type RouteContext } from '../../context/
 import { InvalidArgumentError } from '../../errors/index.js'
 import {
   AddressTemplate,
+  BARRIER_PARTITIONS_HEADER,
+  BarrierSender,
   DEAD_CODE_HEADER,
   DEAD_REASON_HEADER,
   decideConsume,
@@ -30,6 +32,7 @@ import {
   type HoldOptions,
   isHoldError,
   MqMetrics,
+  passBarrier,
   preparePublish,
   type ResolvedHold,
   resolveHold,
@@ -82,6 +85,13 @@ export interface KafkaProducerOptions {
   readonly hold?: HoldOptions
   /** `acks` of every send; default -1 (all in-sync replicas): a send counts only once acknowledged. */
   readonly acks?: number
+  /**
+   * How many partitions a Kafka topic has. With it the producer takes part in the cut-over's message
+   * drain: on a fence it sends a barrier to every partition of `<topic>.<unit>` of each source unit,
+   * after every send decided before the fence resolved. For example
+   * `(topic) => admin.fetchTopicMetadata({ topics: [topic] }).then((m) => m.topics[0].partitions.length)`.
+   */
+  readonly partitions?: (kafkaTopic: string) => Promise<number>
 }
 
 export interface KafkaSendOptions {
@@ -118,6 +128,7 @@ export class KafkaProducer {
   readonly #hold: ResolvedHold
   readonly #gate: HoldGate
   readonly #acks: number
+  readonly #barriers: BarrierSender | undefined
 
   constructor(options: KafkaProducerOptions) {
     if (options?.agent === undefined || options.producer === undefined) {
@@ -133,6 +144,30 @@ export class KafkaProducer {
     this.#gate = new HoldGate(this.#agent, this.#hold.maxHeld)
     this.#acks = acks
     this.metrics = new MqMetrics(this.#agent.metrics.registry)
+    const partitions = options.partitions
+    if (partitions !== undefined && typeof partitions !== 'function')
+      throw new InvalidArgumentError('partitions must be a function of the Kafka topic')
+    this.#barriers =
+      partitions === undefined
+        ? undefined
+        : new BarrierSender(this.#agent, this.#topics, async (topic, unit, headers) => {
+            const target = this.#template.format({ topic, unit, key: '' })
+            const n = await partitions(target)
+            if (!(Number.isInteger(n) && n >= 1))
+              throw new InvalidArgumentError(`partitions(${target}) must be a positive integer, got ${n}`)
+            const value = { ...headers, [BARRIER_PARTITIONS_HEADER]: String(n) }
+            await this.#producer.send({
+              topic: target,
+              acks: this.#acks,
+              messages: Array.from({ length: n }, (_, partition) => ({
+                partition,
+                key: null,
+                value: null,
+                headers: value,
+              })),
+            })
+            this.metrics.count('publish', topic, 'barrier')
+          })
   }
 
   /**
@@ -169,12 +204,13 @@ export class KafkaProducer {
     const key = routed ? (routeId ?? null) : (message.key ?? null)
     let meta: RecordMetadata[]
     try {
-      meta = await this.#producer.send({
+      const sent = this.#producer.send({
         topic: target,
         acks: this.#acks,
         ...(message.timeoutMs === undefined ? {} : { timeout: message.timeoutMs }),
         messages: [{ key, value: message.value, headers }],
       })
+      meta = await (this.#barriers === undefined ? sent : this.#barriers.track(sent))
     } catch (err) {
       this.metrics.count('publish', topic, 'failed')
       throw err
@@ -193,6 +229,7 @@ export class KafkaProducer {
   /** Fails every held send with APPACTIVE_FENCED. The producer stays yours to disconnect. */
   close(): void {
     this.#gate.close()
+    this.#barriers?.close()
   }
 }
 
@@ -241,6 +278,12 @@ export interface KafkaConsumerOptions {
   /** More `run()` settings (`autoCommit`, `partitionsConsumedConcurrently`...); the bridge owns
    * `eachBatch` and `eachBatchAutoResolve: false`. */
   readonly run?: Omit<ConsumerRunConfig, 'eachBatch' | 'eachMessage' | 'eachBatchAutoResolve'>
+  /**
+   * Take part in the cut-over's message drain: the consumer's group id (as given to `kafka.consumer`)
+   * and the unit topics it is subscribed to (default: every unit topic of `topics`). The consumer then
+   * reports each barrier it passes, per partition, and the orchestrator's drain waits for them.
+   */
+  readonly drain?: { readonly group: string; readonly topics?: readonly string[] }
 }
 
 export class KafkaConsumer {
@@ -256,6 +299,7 @@ export class KafkaConsumer {
     for (const key of [...this.#held.keys()]) this.#resume(key)
   }
   #closed = false
+  readonly #undeclare: Array<() => void> = []
 
   constructor(options: KafkaConsumerOptions) {
     if (options?.agent === undefined || options.consumer === undefined || options.producer === undefined) {
@@ -284,6 +328,11 @@ export class KafkaConsumer {
   /** Starts `consumer.run()` with the bridge's `eachBatch`. */
   async start(): Promise<void> {
     this.#o.agent.on('applied', this.#onApplied)
+    const drain = this.#o.drain
+    if (drain !== undefined) {
+      for (const topic of drain.topics ?? this.#topics.unitTopics)
+        this.#undeclare.push(this.#o.agent.messages.declareConsumer(topic, drain.group))
+    }
     await this.#o.consumer.run({
       ...this.#o.run,
       eachBatchAutoResolve: false,
@@ -294,6 +343,7 @@ export class KafkaConsumer {
   /** Stops the consumer (`stop()`) and the resume timers. The clients stay yours to disconnect. */
   async close(): Promise<void> {
     this.#closed = true
+    for (const undeclare of this.#undeclare.splice(0)) undeclare()
     this.#o.agent.off('applied', this.#onApplied)
     for (const h of this.#held.values()) clearTimeout(h.timer)
     this.#held.clear()
@@ -334,10 +384,17 @@ export class KafkaConsumer {
     const { agent } = this.#o
     const d = decideConsume(agent, this.#topics, topic, message.headers)
     switch (d.action) {
-      case 'barrier':
-        // Cut-over barriers are not published on Kafka yet (docs/integrations/kafkajs.md): pass them.
+      case 'barrier': {
+        // Messages of a partition are handled one after another: everything before it is settled.
+        const group = this.#o.drain?.group
+        const raw = message.headers?.[BARRIER_PARTITIONS_HEADER]
+        const partitions = Number(Array.isArray(raw) ? raw[0]?.toString() : raw?.toString())
+        if (group !== undefined && Number.isInteger(partitions) && partitions > partition) {
+          passBarrier(agent, { topic, group, origin: d.origin, version: d.version, partition, partitions })
+        }
         this.metrics.count('consume', topic, 'barrier')
         return true
+      }
       case 'hold':
         this.metrics.count('consume', topic, 'held')
         return false

@@ -263,6 +263,51 @@ describe('kafkajs consumer (fake client)', () => {
     assert.ok(i >= 0 && i < j)
   })
 
+  test('cut-over barriers: one per partition after the earlier sends; the old owner drains before them and reports each', async () => {
+    const kafka = new FakeKafka({ partitions: 2 })
+    const producerAgent = agentIn('hz', threeUnits(1))
+    const producer = createKafkaProducer({
+      agent: producerAgent,
+      producer: kafka.producer(),
+      topics,
+      partitions: async (topic) => (topic === 'orders.hz' ? 2 : 1),
+    })
+    assert.deepEqual(producerAgent.messages.state().produces, ['orders'])
+    for (const routeId of ['5000', '5001', '5002', '4000'])
+      await producer.send('orders', { routeId, value: routeId })
+    // The consumer already holds the fence (v2): what was published to hz at v1 is drained, not held.
+    const agent = agentIn('hz', threeUnits(2, true))
+    const { consumer, seen } = await hzConsumer(kafka, agent, { drain: { group: 'g-hz' } })
+    assert.deepEqual(agent.messages.state().consumes, [{ topic: 'orders', group: 'g-hz' }])
+    producerAgent.apply(threeUnits(2, true))
+    await until(
+      () => agent.messages.state().barriers.length === 2,
+      2000,
+      'barriers passed on both partitions',
+    )
+    assert.deepEqual(seen.map((m) => m.routeId).sort(), ['4000', '5000', '5001', '5002'])
+    const log = kafka.messages('orders.hz')
+    for (const partition of [0, 1]) {
+      const mine = log.filter((m) => m.partition === partition)
+      assert.equal(
+        text(mine[mine.length - 1]!.headers?.['x-appactive-barrier']),
+        `2:${producerAgent.identity.nodeId}`,
+        `the barrier is the last message of partition ${partition}`,
+      )
+    }
+    assert.deepEqual(
+      agent.messages
+        .state()
+        .barriers.map((b) => `${b.topic}/${b.group}/${b.version}/${b.partition}/${b.partitions}`)
+        .sort(),
+      ['orders/g-hz/2/0/2', 'orders/g-hz/2/1/2'],
+    )
+    assert.equal(consumer.metrics.snapshot()['consume/barrier'], 2)
+    assert.equal(consumer.metrics.snapshot()['consume/held'], undefined)
+    assert.deepEqual(kafka.messages('orders.dead'), [])
+    producer.close()
+  })
+
   test('a rebalance mid-hold redelivers from the committed offset and loses nothing', async () => {
     const kafka = new FakeKafka({ partitions: 1 })
     await publish(kafka, ['4000', '5000', '4001'])
