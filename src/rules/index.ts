@@ -19,8 +19,8 @@ export {
 } from './key.js'
 export type { TextFormat } from './parse.js'
 export { formatOf, MAX_TEXT_BYTES, parseRuleSet, parseText } from './parse.js'
-export type { RouteDecision, RouteReason, RouterOptions } from './router.js'
-export { compileRouter, DENSE_LIMIT, Router } from './router.js'
+export type { RouteDecision, RouteReason, RouterOptions, Segment } from './router.js'
+export { compileRouter, DENSE_LIMIT, FENCED_FLAG, Router, segmentsOf } from './router.js'
 export type { Fallback, Fence, IdSource, MappingEntry, RuleSet, Transform, Unit } from './schema.js'
 export {
   FallbackSchema,

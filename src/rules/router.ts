@@ -40,6 +40,8 @@ export const DENSE_LIMIT = 1_000_000
 const INTERN_LIMIT = 65_536
 
 const FENCED = 0x8000
+/** @internal The fenced bit of a packed slot (the nginx engine packs its tables the same way). */
+export const FENCED_FLAG = FENCED
 const UNIT_MASK = 0x7fff
 // Packed result of `lookup()`: bits 0-14 unit index + 1 (0 = none), bit 15 fenced, bits 16-18 reason.
 const REASONS: readonly RouteReason[] = ['range', 'label', 'missing', 'not_numeric', 'uncovered']
@@ -305,15 +307,16 @@ export class Router {
   }
 }
 
-interface Segment extends KeyRange {
+/** @internal A run of keys with one packed value (`slot | FENCED_FLAG`). */
+export interface Segment extends KeyRange {
   readonly val: number
 }
 
 /**
- * Non-overlapping sorted segments with a packed value: owned ranges split at fence boundaries. Fenced
+ * @internal Non-overlapping sorted segments with a packed value: owned ranges split at fence boundaries. Fenced
  * keys that no unit owns become segments of their own (value FENCED), so they stay fenced.
  */
-function segmentsOf(
+export function segmentsOf(
   owned: ReadonlyArray<KeyRange & { slot: number }>,
   fence: readonly KeyRange[],
 ): Segment[] {

@@ -11,21 +11,20 @@ import type { RoutingAgent } from '../../src/agent/index.js'
 import type { StatusOutput } from '../../src/cli/commands/status.js'
 import { main } from '../../src/cli/main.js'
 import { createOrchestrator, type Operation, type OrchestratorOptions } from '../../src/control/index.js'
-import { ADMIN, call, doc, OPERATOR, type Started, start, VIEWER, world } from '../helpers/control.js'
+import {
+  ADMIN,
+  call,
+  doc,
+  OPERATOR,
+  SHARED_DB,
+  type Started,
+  start,
+  VIEWER,
+  world,
+} from '../helpers/control.js'
 import { assertExit, cli, cliInProcess, fixture, jsonLines, lines, type Run, tempDir } from './helpers.js'
 
 const LEASE_MS = 800
-
-/** Shared database: catch-up has nothing to wait for (`none` probes). */
-const SHARED_DB = {
-  units: [{ name: 'center', center: true }, { name: 'unit' }],
-  apps: [{ name: 'shop', services: [{ name: 'orders', type: 'unit' }] }],
-  dbScopes: [{ name: 'orders', app: 'shop', engine: 'postgres' }],
-  probes: [
-    { source: 'center', target: 'unit', kind: 'none' },
-    { source: 'unit', target: 'center', kind: 'none' },
-  ],
-}
 
 type T = Parameters<typeof start>[0]
 

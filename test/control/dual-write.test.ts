@@ -15,7 +15,7 @@ import pg from 'pg'
 import { createOrchestrator, type Operation, type OrchestratorOptions } from '../../src/control/index.js'
 import { compileRouter, type RuleSet } from '../../src/rules/index.js'
 import { TOKEN } from '../helpers/agents.js'
-import { ADMIN, call, doc, OPERATOR, start } from '../helpers/control.js'
+import { ADMIN, call, doc, OPERATOR, SHARED_DB, start } from '../helpers/control.js'
 import { type AckedWrite, checkHistory, type DbRow, type Violation } from '../helpers/dual-write/checker.js'
 import { type DelayProxy, delayProxy } from '../helpers/dual-write/delay-proxy.js'
 import { freePort } from '../helpers/ports.js'
@@ -27,15 +27,6 @@ const IDS = [
   ...Array.from({ length: 8 }, (_, i) => String(1992 + i)),
   ...Array.from({ length: 8 }, (_, i) => String(2000 + i)),
 ]
-const TOPOLOGY = {
-  units: [{ name: 'center', center: true }, { name: 'unit' }],
-  apps: [{ name: 'shop', services: [{ name: 'orders', type: 'unit' }] }],
-  dbScopes: [{ name: 'orders', app: 'shop', engine: 'postgres' }],
-  probes: [
-    { source: 'center', target: 'unit', kind: 'none' },
-    { source: 'unit', target: 'center', kind: 'none' },
-  ],
-}
 /** Our environment without node:test's (a child would think it is a test runner's subprocess). */
 function childEnv(): NodeJS.ProcessEnv {
   const { NODE_TEST_CONTEXT: _c, NODE_OPTIONS: _o, ...rest } = process.env
@@ -125,7 +116,7 @@ async function setup(
     await db.end()
   })
   assert.equal(
-    (await call(url, 'PUT', '/v1/topology', ADMIN, { topology: TOPOLOGY, reason: 'setup' })).status,
+    (await call(url, 'PUT', '/v1/topology', ADMIN, { topology: SHARED_DB, reason: 'setup' })).status,
     200,
   )
   assert.equal((await call(url, 'POST', '/v1/rules', OPERATOR, { ruleSet: doc(), reason: 'v1' })).status, 201)

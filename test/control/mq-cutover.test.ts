@@ -13,21 +13,12 @@ import type { RoutingAgent } from '../../src/agent/index.js'
 import { type AmqpConsumer, createAmqpConsumer, createAmqpProducer } from '../../src/bridges/mq/index.js'
 import { createOrchestrator, type Operation } from '../../src/control/index.js'
 import { until } from '../helpers/agents.js'
-import { ADMIN, agent, call, OPERATOR, type Started, start } from '../helpers/control.js'
+import { ADMIN, agent, call, OPERATOR, SHARED_DB, type Started, start } from '../helpers/control.js'
 import { needs, RABBITMQ } from '../helpers/services.js'
 
 const skip = await needs(RABBITMQ)
 
 const LEASE_MS = 1500
-const SHARED_DB = {
-  units: [{ name: 'center', center: true }, { name: 'unit' }],
-  apps: [{ name: 'shop', services: [{ name: 'orders', type: 'unit' }] }],
-  dbScopes: [{ name: 'orders', app: 'shop', engine: 'postgres' }],
-  probes: [
-    { source: 'center', target: 'unit', kind: 'none' },
-    { source: 'unit', target: 'center', kind: 'none' },
-  ],
-}
 const V1 = {
   units: [{ name: 'center', center: true }, { name: 'unit' }],
   idSource: [{ from: 'query', name: 'r_id' }],

@@ -12,20 +12,9 @@ import {
   type OrchestratorOptions,
 } from '../../src/control/index.js'
 import { TOKEN, until } from '../helpers/agents.js'
-import { agent, call, OPERATOR, type Started, start, world } from '../helpers/control.js'
+import { agent, call, OPERATOR, SHARED_DB, type Started, start, world } from '../helpers/control.js'
 
 const LEASE_MS = 800
-
-/** Shared database: no replication to wait for. */
-const SHARED_DB = {
-  units: [{ name: 'center', center: true }, { name: 'unit' }],
-  apps: [{ name: 'shop', services: [{ name: 'orders', type: 'unit' }] }],
-  dbScopes: [{ name: 'orders', app: 'shop', engine: 'postgres' }],
-  probes: [
-    { source: 'center', target: 'unit', kind: 'none' },
-    { source: 'unit', target: 'center', kind: 'none' },
-  ],
-}
 
 type T = Parameters<typeof start>[0]
 

@@ -42,6 +42,17 @@ export const TOPOLOGY = {
   ],
 }
 
+/** The topology of a shared database: catch-up has nothing to wait for (`none` probes). */
+export const SHARED_DB = {
+  units: [{ name: 'center', center: true }, { name: 'unit' }],
+  apps: [{ name: 'shop', services: [{ name: 'orders', type: 'unit' }] }],
+  dbScopes: [{ name: 'orders', app: 'shop', engine: 'postgres' }],
+  probes: [
+    { source: 'center', target: 'unit', kind: 'none' },
+    { source: 'unit', target: 'center', kind: 'none' },
+  ],
+}
+
 export type T = { after(fn: () => Promise<void> | void): void }
 
 export interface Started {

@@ -5,12 +5,18 @@
  */
 import { createHash } from 'node:crypto'
 import { RuleInvalidError } from '../../errors/index.js'
-import { compileRouter, type KeyRange, maxKeyOf, parseRange, type RuleSet } from '../../rules/index.js'
+import {
+  compileRouter,
+  FENCED_FLAG as FENCED,
+  type KeyRange,
+  maxKeyOf,
+  parseRange,
+  type RuleSet,
+  segmentsOf,
+} from '../../rules/index.js'
 
 /** Version of the compiled format; appactive.lua refuses any other. */
 export const NGINX_RULES_FORMAT = 1
-
-const FENCED = 0x8000
 
 /** The compiled rule set, as appactive.lua reads it. */
 export interface NginxRules {
@@ -105,39 +111,4 @@ export function compileNginxRules(
     )
   }
   return { rules, text, bytes }
-}
-
-interface Segment extends KeyRange {
-  readonly val: number
-}
-
-/** Owned ranges split at fence boundaries, as src/rules/router.ts builds them (fenced unowned keys kept). */
-function segmentsOf(
-  owned: ReadonlyArray<KeyRange & { slot: number }>,
-  fence: readonly KeyRange[],
-): Segment[] {
-  const points = new Set<number>()
-  for (const r of owned) points.add(r.lo).add(r.hi + 1)
-  for (const r of fence) points.add(r.lo).add(r.hi + 1)
-  const cuts = [...points].sort((a, b) => a - b)
-  const byLo = [...owned].sort((a, b) => a.lo - b.lo)
-  const fences = [...fence].sort((a, b) => a.lo - b.lo)
-  const out: Segment[] = []
-  let oi = 0
-  let fi = 0
-  for (let c = 0; c + 1 < cuts.length; c++) {
-    const lo = cuts[c]!
-    const hi = cuts[c + 1]! - 1
-    while (oi < byLo.length && byLo[oi]!.hi < lo) oi++
-    while (fi < fences.length && fences[fi]!.hi < lo) fi++
-    const o = byLo[oi]
-    const f = fences[fi]
-    const val = (o !== undefined && o.lo <= lo ? o.slot : 0) | (f !== undefined && f.lo <= lo ? FENCED : 0)
-    if (val === 0) continue
-    const last = out[out.length - 1]
-    if (last !== undefined && last.val === val && last.hi + 1 === lo)
-      out[out.length - 1] = { lo: last.lo, hi, val }
-    else out.push({ lo, hi, val })
-  }
-  return out
 }

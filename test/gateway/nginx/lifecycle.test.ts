@@ -14,7 +14,7 @@ import { createOrchestrator, type Operation } from '../../../src/control/index.j
 import { createGateway } from '../../../src/gateway/index.js'
 import { compileRouter, type Router, type RuleSet } from '../../../src/rules/index.js'
 import { rules as cpRules, silent, TOKEN } from '../../helpers/agents.js'
-import { call, OPERATOR, start, world } from '../../helpers/control.js'
+import { call, OPERATOR, SHARED_DB, start, world } from '../../helpers/control.js'
 import { freePort } from '../../helpers/ports.js'
 import { decisionOf, edgeConfig, needsNginx, startEdge, TestChannel, until } from './helpers.js'
 
@@ -198,15 +198,7 @@ test('a cut-over through the control plane with an nginx edge behaves like one w
     heartbeatMs: 150,
     orchestrator: createOrchestrator({ ackTimeoutMs: LEASE_MS + 1000 }),
   })
-  await world(t, s, {
-    units: [{ name: 'center', center: true }, { name: 'unit' }],
-    apps: [{ name: 'shop', services: [{ name: 'orders', type: 'unit' }] }],
-    dbScopes: [{ name: 'orders', app: 'shop', engine: 'postgres' }],
-    probes: [
-      { source: 'center', target: 'unit', kind: 'none' },
-      { source: 'unit', target: 'center', kind: 'none' },
-    ],
-  })
+  await world(t, s, SHARED_DB)
   const hold = { enabled: true, methods: 'writes' as const, maxMs: 5000, maxQueue: 1000, retryAfterS: 1 }
   const { config: nginxConfig } = await edgeConfig(t, ['unit', 'center'], {
     rules: s.url,
