@@ -285,6 +285,12 @@ export interface NatsConsumerOptions {
   readonly prefetch?: number
   /** Consumer hold; default 30 s, re-decided every 250 ms and on each new rule set; nak delay 5 s. */
   readonly hold?: NatsHoldOptions
+  /**
+   * Take part in the cut-over's message drain (default true): the unit topics its filter covers are
+   * declared for this consumer, and the barriers it passes are reported. False for a consumer that is
+   * not the unit's live consumer group (a failover replay of another unit's copy).
+   */
+  readonly drain?: boolean
 }
 
 export class NatsConsumer {
@@ -350,7 +356,7 @@ export class NatsConsumer {
     const filters = [config.filter_subject, ...(config.filter_subjects ?? [])].filter(
       (f): f is string => typeof f === 'string' && f !== '',
     )
-    for (const topic of this.#topics.unitTopics) {
+    for (const topic of this.#o.drain === false ? [] : this.#topics.unitTopics) {
       const covered = filters.some((f) => this.#address(f.replace(/>$/, BARRIER_KEY)).topic === topic)
       if (covered) this.#undeclare.push(this.#o.agent.messages.declareConsumer(topic, consumer))
     }
@@ -430,7 +436,7 @@ export class NatsConsumer {
   ): Promise<void> {
     await Promise.all(before)
     const { topic } = this.#address(msg.subject)
-    passBarrier(this.#o.agent, { topic, group: this.#o.consumer, ...barrier })
+    if (this.#o.drain !== false) passBarrier(this.#o.agent, { topic, group: this.#o.consumer, ...barrier })
     msg.ack()
     this.metrics.count('consume', topic, 'barrier')
   }

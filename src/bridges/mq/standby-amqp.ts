@@ -14,7 +14,6 @@
  */
 import type { Channel, ConfirmChannel, ConsumeMessage } from 'amqplib'
 import type { RoutingAgent } from '../../agent/index.js'
-import { runWithRoute } from '../../context/index.js'
 import { InvalidArgumentError } from '../../errors/index.js'
 import type { AmqpDeliveryInfo } from './amqplib.js'
 import { confirmed, publishProps } from './amqplib.js'
@@ -33,6 +32,7 @@ import {
   type ResolvedHold,
   readMessageHeaders,
   resolveHold,
+  runDecided,
   type TopicConfig,
   TopicTable,
 } from './core.js'
@@ -512,7 +512,7 @@ class AmqpReplay implements AmqpFailover {
           continue // still fenced: keep holding (the stream keeps the message; nothing to park)
         case 'process': {
           try {
-            await runWithRoute(d.route, () => this.#o.handler(msg, { route: d.route, msgId: d.msgId }))
+            await runDecided(d, () => this.#o.handler(msg, { route: d.route, msgId: d.msgId }))
           } catch (err) {
             if (this.#closed) return
             if (isHoldError(err)) {
@@ -542,6 +542,10 @@ class AmqpReplay implements AmqpFailover {
         }
         case 'dead-letter':
           return this.#deadLetter(msg, d.code, d.reason)
+        case 'barrier':
+          // A cut-over barrier of the lost unit copied into the stream: nothing to replay.
+          channel.ack(msg)
+          return
       }
     }
   }

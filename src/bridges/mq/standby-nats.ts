@@ -295,6 +295,8 @@ export async function startNatsFailover(options: NatsFailoverOptions): Promise<N
     js,
     stream: standby,
     consumer: name,
+    // A replay of the lost unit's copy is not this unit's consumer group: no part in cut-over drains.
+    drain: false,
     topics: options.topics ?? { [topic]: 'unit' },
     ...(options.template === undefined ? {} : { template: options.template }),
     ...(options.deadLetterSubject === undefined ? {} : { deadLetterSubject: options.deadLetterSubject }),
