@@ -28,6 +28,11 @@ export interface DeliveryMeta {
 export interface RuleSink {
   /** Applied version, or -1 before the first rule set. */
   readonly version: number
+  /**
+   * The version a channel may report as applied (registration, heartbeats, redeliveries); default
+   * `version`. Lower while something downstream has not taken it yet (an nginx edge's sidecar).
+   */
+  ackedVersion?(): number
   /** The sink's logger; channels log through it unless given their own. */
   readonly logger?: Logger
   /** Validates, compiles and atomically swaps in a rule set, or refuses it. Never throws. */

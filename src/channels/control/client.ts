@@ -177,7 +177,7 @@ export class ControlChannel implements RuleChannel {
   async #register(): Promise<void> {
     this.#registering ??= (async () => {
       const { nodeId, app, unit, address, pid } = this.#options.identity
-      const body = { nodeId, app, unit, address, pid, version: this.#sink!.version }
+      const body = { nodeId, app, unit, address, pid, version: this.#acked() }
       const r = (await this.#call('POST', '/register', body, this.#options.token)) as RegisterResponse
       this.#session = r.session
       this.#heartbeatMs = r.heartbeatMs
@@ -375,8 +375,9 @@ export class ControlChannel implements RuleChannel {
 
   #deliverValue(value: unknown, claimed: number | undefined): void {
     const outcome: ApplyOutcome = this.#sink!.apply(value, { source: this.name })
-    if (outcome.status === 'duplicate') this.applied(outcome.version)
-    else if (outcome.status === 'rejected') {
+    if (outcome.status === 'duplicate') {
+      if (outcome.version <= this.#acked()) this.applied(outcome.version)
+    } else if (outcome.status === 'rejected') {
       this.#post('/report', {
         version: outcome.version ?? claimed,
         issues: outcome.issues.slice(0, 100),
@@ -406,7 +407,7 @@ export class ControlChannel implements RuleChannel {
       const sentAt = sink.now()
       const fenced = sink.inflightFenced()
       const r = (await this.#post('/heartbeat', {
-        version: sink.version,
+        version: this.#acked(),
         inflightFenced: fenced,
       })) as HeartbeatResponse
       this.#reportedFenced = fenced
@@ -416,6 +417,12 @@ export class ControlChannel implements RuleChannel {
       this.#log?.warn({ err: errText(err) }, 'heartbeat failed')
     }
     this.#scheduleHeartbeat(this.#heartbeatMs)
+  }
+
+  /** The version this channel may report as applied (see `RuleSink.ackedVersion`). */
+  #acked(): number {
+    const sink = this.#sink!
+    return sink.ackedVersion === undefined ? sink.version : Math.min(sink.version, sink.ackedVersion())
   }
 
   /** Reports a change of in-flight fenced writes while the server may be waiting for them to drain. */

@@ -176,7 +176,12 @@ export async function startNginxGateway(
     )
   let sidecar: NginxSidecar | undefined
   const channels = inner.map(
-    (c) => new NginxAckChannel(c, (sink, input, meta) => sidecar?.gate(sink, input, meta)),
+    (c) =>
+      new NginxAckChannel(
+        c,
+        (sink, input, meta) => sidecar?.gate(sink, input, meta),
+        () => sidecar?.served ?? -1,
+      ),
   )
   const agent = createAgent({
     unit: config.unit,

@@ -21,13 +21,21 @@ import { compileNginxRules } from './compile.js'
 export class NginxAckChannel implements RuleChannel {
   readonly inner: RuleChannel
   readonly #gate: (sink: RuleSink, input: unknown, meta: DeliveryMeta) => ApplyOutcome | undefined
+  readonly #served: () => number
 
+  /**
+   * `served` is the version nginx confirmed serving: the channel reports it as the sink's acknowledged
+   * version (`ackedVersion`), so neither a heartbeat, a registration nor a redelivery acknowledges a
+   * version nginx does not serve yet.
+   */
   constructor(
     inner: RuleChannel,
     gate: (sink: RuleSink, input: unknown, meta: DeliveryMeta) => ApplyOutcome | undefined,
+    served: () => number,
   ) {
     this.inner = inner
     this.#gate = gate
+    this.#served = served
   }
 
   get name(): string {
@@ -41,10 +49,12 @@ export class NginxAckChannel implements RuleChannel {
   start(sink: RuleSink): Promise<void> {
     const gate = this.#gate
     const apply = (input: unknown, meta: DeliveryMeta) => gate(sink, input, meta) ?? sink.apply(input, meta)
+    const served = this.#served
     // Everything else goes to the sink itself (its getters and private fields need it as `this`).
     const gated = new Proxy(sink, {
       get(target, prop) {
         if (prop === 'apply') return apply
+        if (prop === 'ackedVersion') return () => Math.min(target.version, served())
         const value = Reflect.get(target, prop, target)
         return typeof value === 'function' ? value.bind(target) : value
       },
