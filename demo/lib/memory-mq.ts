@@ -15,7 +15,7 @@ import type { RoutingAgent } from 'appactive/agent'
 import {
   decideWithHold,
   HoldGate,
-  isHoldError,
+  handlerFailure,
   KeyedSerial,
   MqMetrics,
   orderingKey,
@@ -195,13 +195,14 @@ export class MemoryConsumer {
           try {
             await runDecided(d, () => this.#o.handler(m, { msgId: d.msgId }))
           } catch (err) {
-            if (isHoldError(err)) {
+            const reason = handlerFailure(err)
+            if (reason === undefined) {
               await this.#gate.wait(this.#hold.recheckMs, this.#stop.signal)
               continue
             }
             this.metrics.count('consume', topic, 'handler_error')
             this.metrics.count('consume', topic, 'dead_lettered')
-            return this.#o.deadLetter(m, `handler failed: ${(err as Error)?.message ?? err}`)
+            return this.#o.deadLetter(m, reason)
           }
           this.metrics.count('consume', topic, 'processed')
           return

@@ -21,7 +21,7 @@ import {
   decideWithHold,
   HoldGate,
   type HoldOptions,
-  isHoldError,
+  handlerFailure,
   KeyedSerial,
   MqMetrics,
   orderingKey,
@@ -320,12 +320,12 @@ export class AmqpConsumer {
             await runDecided(d, () => this.#o.handler(msg, { route: d.route, msgId: d.msgId }))
           } catch (err) {
             if (this.#closed) return
-            if (isHoldError(err)) {
+            const reason = handlerFailure(err)
+            if (reason === undefined) {
               // A fence or lease lapse the handler's own guard saw: hold, then decide again.
               await this.#gate.wait(this.#hold.recheckMs, this.#stop.signal)
               continue
             }
-            const reason = `handler failed: ${err instanceof Error ? err.message : String(err)}`.slice(0, 200)
             this.metrics.count('consume', exchange, 'handler_error')
             return this.#deadLetter(msg, undefined, reason)
           }

@@ -549,6 +549,15 @@ export function runDecided<T>(d: Extract<ConsumeDecision, { action: 'process' }>
   return runWithRoute(route, () => runWithDrainPermit(routeId, drain, handler))
 }
 
+/**
+ * What a consumer does when its handler threw: undefined to hold and decide again (its guard saw a fenced
+ * key or a lapsed lease, see `isHoldError`), else the dead-letter reason.
+ */
+export function handlerFailure(err: unknown): string | undefined {
+  if (isHoldError(err)) return undefined
+  return `handler failed: ${err instanceof Error ? err.message : String(err)}`.slice(0, 200)
+}
+
 /** True when a handler's error means "hold and decide again" (a fenced key or a lapsed lease), not poison. */
 export function isHoldError(err: unknown): boolean {
   return (

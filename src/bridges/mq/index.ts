@@ -47,6 +47,7 @@ export {
   decidePublish,
   decideWithHold,
   HoldGate,
+  handlerFailure,
   isHoldError,
   KeyedSerial,
   MAX_HEADER_VALUE_LENGTH,

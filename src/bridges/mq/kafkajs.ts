@@ -30,7 +30,7 @@ import {
   decideConsume,
   HoldGate,
   type HoldOptions,
-  isHoldError,
+  handlerFailure,
   MqMetrics,
   passBarrier,
   preparePublish,
@@ -403,11 +403,11 @@ export class KafkaConsumer {
         try {
           await runDecided(d, () => this.#o.handler(message, info))
         } catch (err) {
-          if (isHoldError(err)) {
+          const reason = handlerFailure(err)
+          if (reason === undefined) {
             this.metrics.count('consume', topic, 'held')
             return false
           }
-          const reason = `handler failed: ${err instanceof Error ? err.message : String(err)}`.slice(0, 200)
           this.metrics.count('consume', topic, 'handler_error')
           await this.#deadLetter(kafkaTopic, topic, partition, message, undefined, reason)
           return true

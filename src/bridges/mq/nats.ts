@@ -24,7 +24,7 @@ import {
   decideWithHold,
   HoldGate,
   type HoldOptions,
-  isHoldError,
+  handlerFailure,
   KeyedSerial,
   MqMetrics,
   MSG_ID_HEADER,
@@ -462,13 +462,13 @@ export class NatsConsumer {
           try {
             await runDecided(d, () => this.#o.handler(msg, { route: d.route, msgId: d.msgId }))
           } catch (err) {
-            if (isHoldError(err)) {
+            const reason = handlerFailure(err)
+            if (reason === undefined) {
               // A fence or lease lapse the handler's own guard saw: hold, then decide again.
               this.#waiting.add(msg)
               await this.#gate.wait(this.#hold.recheckMs, this.#stop.signal)
               continue
             }
-            const reason = `handler failed: ${err instanceof Error ? err.message : String(err)}`.slice(0, 200)
             this.metrics.count('consume', topic, 'handler_error')
             return this.#deadLetter(msg, topic, undefined, reason)
           }

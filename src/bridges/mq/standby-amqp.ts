@@ -24,7 +24,7 @@ import {
   decideWithHold,
   HoldGate,
   type HoldOptions,
-  isHoldError,
+  handlerFailure,
   KeyedSerial,
   MqMetrics,
   newMessageId,
@@ -515,11 +515,11 @@ class AmqpReplay implements AmqpFailover {
             await runDecided(d, () => this.#o.handler(msg, { route: d.route, msgId: d.msgId }))
           } catch (err) {
             if (this.#closed) return
-            if (isHoldError(err)) {
+            const reason = handlerFailure(err)
+            if (reason === undefined) {
               await this.#gate.wait(this.#hold.recheckMs, this.#stop.signal)
               continue
             }
-            const reason = `handler failed: ${err instanceof Error ? err.message : String(err)}`.slice(0, 200)
             this.metrics.count('consume', topic, 'handler_error')
             return this.#deadLetter(msg, undefined, reason)
           }
