@@ -38,12 +38,11 @@
 import { copyFileSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
 import { dirname, join, relative, resolve } from 'node:path'
 import ts from 'typescript'
-import { request } from 'undici'
 import { type Child, cpuSeconds, freePort, tail } from './lib/children.js'
 import { machineInfo } from './lib/machine.js'
 import { envInt, median } from './lib/numbers.js'
 import { printReport, printTable, type Row, round } from './lib/report.js'
-import { benchSession } from './lib/session.js'
+import { type Answer, benchSession } from './lib/session.js'
 import { ensureWrk, runWrk, type WrkResult } from './lib/wrk.js'
 
 const ROOT = new URL('..', import.meta.url).pathname
@@ -61,41 +60,10 @@ const PATH = '/orders/7?uid=4000'
 const TARGETS = { rps: 0.95, p99: 1.05 }
 
 const session = benchSession('bridges', KEEP)
-const { log, children, tmp, client, cleanup } = session
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+const { log, children, tmp, cleanup, get, untilAnswer } = session
 // --------------------------------------------------------------------------------------------- processes
 
 const machine = machineInfo()
-
-interface Answer {
-  readonly status: number
-  readonly headers: Record<string, string | string[] | undefined>
-  readonly body: string
-}
-
-/** GET `url`; status 0 when nothing answers (yet). */
-async function get(url: string): Promise<Answer> {
-  try {
-    const res = await request(url, { dispatcher: client, headersTimeout: 5000, bodyTimeout: 5000 })
-    return { status: res.statusCode, headers: res.headers, body: await res.body.text() }
-  } catch {
-    return { status: 0, headers: {}, body: '' }
-  }
-}
-
-/** Waits until `url` answers at all, or fails with the child's log when it exits or time runs out. */
-async function untilUp(child: Child, url: string, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while ((await get(url)).status === 0) {
-    if (child.proc.exitCode !== null || child.proc.signalCode !== null)
-      throw new Error(
-        `${child.name} exited (${child.proc.exitCode ?? child.proc.signalCode}):\n${tail(child.logFile)}`,
-      )
-    if (Date.now() > deadline)
-      throw new Error(`${child.name} did not answer on ${url}:\n${tail(child.logFile)}`)
-    await sleep(100)
-  }
-}
 
 /**
  * Transpiles src/, test/helpers/topology.ts and the bench's helpers into `<tmp>/build` with the repository's
@@ -174,7 +142,7 @@ async function main(): Promise<void> {
   const backendPort = await freePort()
   const backendUrl = `http://127.0.0.1:${backendPort}`
   const backend = node('backend', 'bench/lib/backend.ts', String(backendPort))
-  await untilUp(backend, backendUrl)
+  await untilAnswer(backend, backendUrl)
 
   const targets: Target[] = []
   for (const pair of ['express', 'fastify', 'client'] as const) {
@@ -185,7 +153,7 @@ async function main(): Promise<void> {
       targets.push({ pair, side, name, child, url: `http://127.0.0.1:${port}`, results: [] })
     }
   }
-  for (const t of targets) await untilUp(t.child, t.url)
+  for (const t of targets) await untilAnswer(t.child, t.url)
   for (const t of targets) await sanityCheck(t)
 
   const pairs = (['express', 'fastify', 'client'] as const).map((pair) =>

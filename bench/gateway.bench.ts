@@ -41,105 +41,33 @@
  *                                   figures are not the bench's
  *   APPACTIVE_BENCH_KEEP=1          keep the temp dir with every process's log
  */
-import { spawnSync } from 'node:child_process'
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
-import { basename, join, resolve } from 'node:path'
-import ts from 'typescript'
-import { request } from 'undici'
-import { compileSrc } from './lib/build.js'
+import { writeFileSync } from 'node:fs'
+import { join, resolve } from 'node:path'
 import { type Child, cpuSeconds, descendants, freePort, memoryMb, tail } from './lib/children.js'
 import { machineInfo } from './lib/machine.js'
 import { envInt, median } from './lib/numbers.js'
 import { printReport, printTable, type Row, round } from './lib/report.js'
+import { benchRunner } from './lib/runner.js'
 import { benchSession } from './lib/session.js'
 import { ensureWrk, runWrk, type WrkResult } from './lib/wrk.js'
-
-const ROOT = new URL('..', import.meta.url).pathname
-const TSX = import.meta.resolve('tsx')
 
 const DURATION_S = envInt('APPACTIVE_BENCH_DURATION_S', 8)
 const WARMUP_S = envInt('APPACTIVE_BENCH_WARMUP_S', 2)
 const ROUNDS = envInt('APPACTIVE_BENCH_ROUNDS', 3)
-const RUNNER = process.env.APPACTIVE_BENCH_GATEWAY_RUNNER ?? 'built'
-if (RUNNER !== 'built' && RUNNER !== 'tsx')
+const RUNNER_ENV = process.env.APPACTIVE_BENCH_GATEWAY_RUNNER ?? 'built'
+if (RUNNER_ENV !== 'built' && RUNNER_ENV !== 'tsx')
   throw new Error('APPACTIVE_BENCH_GATEWAY_RUNNER must be built or tsx')
+const RUNNER: 'built' | 'tsx' = RUNNER_ENV
 const CPU_PROF = process.env.APPACTIVE_BENCH_CPU_PROF
 const KEEP = process.env.APPACTIVE_BENCH_KEEP === '1'
 const CONNECTIONS = 64
 const PATH = '/item?r_id=12345'
 
 const session = benchSession('gateway', KEEP)
-const { log, children, tmp, client, cleanup } = session
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+const { log, children, tmp, cleanup, get, untilAnswer } = session
 // --------------------------------------------------------------------------------------------- processes
 
 const machine = machineInfo()
-
-/** GET `url` and return status and body text; status 0 when nothing answers (yet). */
-async function get(url: string): Promise<{ status: number; body: string }> {
-  try {
-    const res = await request(url, { dispatcher: client, headersTimeout: 5000, bodyTimeout: 5000 })
-    return { status: res.statusCode, body: await res.body.text() }
-  } catch {
-    return { status: 0, body: '' }
-  }
-}
-
-/** Waits until `url` answers 200, or fails with the child's log when it exits or time runs out. */
-async function until200(child: Child, url: string, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    if ((await get(url)).status === 200) return
-    if (child.proc.exitCode !== null || child.proc.signalCode !== null)
-      throw new Error(
-        `${child.name} exited (${child.proc.exitCode ?? child.proc.signalCode}):\n${tail(child.logFile)}`,
-      )
-    if (Date.now() > deadline)
-      throw new Error(`${child.name} did not answer 200 on ${url}:\n${tail(child.logFile)}`)
-    await sleep(100)
-  }
-}
-
-/** How the bench's processes are started: compiled JavaScript (default) or TypeScript through tsx. */
-interface Runner {
-  /** The gateway CLI's command line, up to its arguments. */
-  readonly cli: readonly string[]
-  /** `node` arguments running a helper of bench/lib (backend, plain proxy). */
-  helper(file: string, ...args: string[]): string[]
-  readonly how: string
-}
-
-/**
- * The default compiles src/ into the temp dir with tsconfig.build.json (dist/ is not touched) and
- * transpiles the bench's helpers there too, so no process carries tsx's loader thread.
- */
-function runner(): Runner {
-  if (RUNNER === 'tsx') {
-    return {
-      cli: [process.execPath, '--import', TSX, join(ROOT, 'src/cli/run.ts')],
-      helper: (file, ...args) => ['--import', TSX, join(ROOT, file), ...args],
-      how: 'TypeScript through tsx (every process then carries tsx: about +34 MB RSS)',
-    }
-  }
-  const build = join(tmp, 'build')
-  mkdirSync(join(build, 'bench'), { recursive: true })
-  const runJs = join(compileSrc(build, log, 'cli/run.js'), 'cli/run.js')
-  if (spawnSync(process.execPath, ['--check', runJs]).status !== 0)
-    throw new Error(`the compiled CLI is broken (${runJs})`)
-  return {
-    cli: [process.execPath, runJs],
-    helper: (file, ...args) => {
-      const out = join(build, 'bench', basename(file).replace(/\.ts$/, '.js'))
-      const source = readFileSync(join(ROOT, file), 'utf8')
-      const js = ts.transpileModule(source, {
-        compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
-      })
-      writeFileSync(out, js.outputText)
-      return [out, ...args]
-    },
-    how: 'JavaScript compiled by tsc from src/ and bench/lib (no tsx)',
-  }
-}
 
 // ----------------------------------------------------------------------------------------------- targets
 
@@ -162,7 +90,7 @@ interface Target {
 async function main(): Promise<void> {
   const wrkVersion = ensureWrk()
   log(`${wrkVersion}; temp dir ${tmp}`)
-  const run = runner()
+  const run = benchRunner(RUNNER, tmp, log)
   const env = { ...process.env, NODE_OPTIONS: '' }
   const spawnOptions = { cwd: tmp, env, logDir: tmp }
 
@@ -174,7 +102,7 @@ async function main(): Promise<void> {
     run.helper('bench/lib/backend.ts', String(backendPort)),
     spawnOptions,
   )
-  await until200(backend, `${backendUrl}${PATH}`)
+  await untilAnswer(backend, `${backendUrl}${PATH}`, 200)
 
   const plainPort = await freePort()
   const plain = children.spawn(
@@ -234,9 +162,9 @@ async function main(): Promise<void> {
   const gw1 = await gateway('gw-1w', 1, false)
   const gw2 = await gateway('gw-2w', 2, false)
   const gw1log = await gateway('gw-1w-log', 1, true)
-  await until200(plain, `http://127.0.0.1:${plainPort}${PATH}`)
+  await untilAnswer(plain, `http://127.0.0.1:${plainPort}${PATH}`, 200)
   // /readyz: rules applied and, for the cluster, every worker ready.
-  for (const g of [gw1, gw2, gw1log]) await until200(g.child, `${g.admin}/readyz`)
+  for (const g of [gw1, gw2, gw1log]) await untilAnswer(g.child, `${g.admin}/readyz`, 200)
 
   const targets: Target[] = [
     { key: 'backend', label: 'backend direct', child: backend, url: backendUrl, results: [] },

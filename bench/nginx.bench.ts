@@ -26,98 +26,36 @@
  * APPACTIVE_BENCH_UPDATES (10), APPACTIVE_BENCH_GATEWAY_RUNNER built (default) | tsx, APPACTIVE_BENCH_KEEP=1.
  * Needs wrk (installed from Debian when missing) and Debian's nginx + libnginx-mod-http-lua + lua-cjson.
  */
-import { spawnSync } from 'node:child_process'
-import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
-import { basename, join } from 'node:path'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import pino from 'pino'
-import ts from 'typescript'
-import { request } from 'undici'
 import type { RuleChannel, RuleSink } from '../src/channels/types.js'
 import { resolveGatewayConfig } from '../src/gateway/index.js'
 import { findNginx, startNginxGateway } from '../src/gateway/nginx/index.js'
-import { compileSrc } from './lib/build.js'
 import { type Child, cpuSeconds, descendants, freePort, tail } from './lib/children.js'
 import { machineInfo } from './lib/machine.js'
 import { envInt, median } from './lib/numbers.js'
 import { printReport, printTable, type Row, round } from './lib/report.js'
+import { benchRunner } from './lib/runner.js'
 import { benchSession } from './lib/session.js'
 import { ensureWrk, runWrk, type WrkResult } from './lib/wrk.js'
 
-const ROOT = new URL('..', import.meta.url).pathname
-const TSX = import.meta.resolve('tsx')
 const DURATION_S = envInt('APPACTIVE_BENCH_DURATION_S', 8)
 const WARMUP_S = envInt('APPACTIVE_BENCH_WARMUP_S', 2)
 const ROUNDS = envInt('APPACTIVE_BENCH_ROUNDS', 3)
 const UPDATES = envInt('APPACTIVE_BENCH_UPDATES', 10)
-const RUNNER = process.env.APPACTIVE_BENCH_GATEWAY_RUNNER ?? 'built'
-if (RUNNER !== 'built' && RUNNER !== 'tsx')
+const RUNNER_ENV = process.env.APPACTIVE_BENCH_GATEWAY_RUNNER ?? 'built'
+if (RUNNER_ENV !== 'built' && RUNNER_ENV !== 'tsx')
   throw new Error('APPACTIVE_BENCH_GATEWAY_RUNNER must be built or tsx')
+const RUNNER: 'built' | 'tsx' = RUNNER_ENV
 const KEEP = process.env.APPACTIVE_BENCH_KEEP === '1'
 const CONNECTIONS = 64
 const PATH = '/item?r_id=12345'
 
 const session = benchSession('nginx', KEEP)
-const { log, children, tmp, client, cleanup } = session
+const { log, children, tmp, cleanup, get, untilAnswer } = session
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 const machine = machineInfo()
-
-async function get(url: string): Promise<{ status: number; body: string }> {
-  try {
-    const res = await request(url, { dispatcher: client, headersTimeout: 5000, bodyTimeout: 5000 })
-    return { status: res.statusCode, body: await res.body.text() }
-  } catch {
-    return { status: 0, body: '' }
-  }
-}
-
-async function until200(child: Child, url: string, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    if ((await get(url)).status === 200) return
-    if (child.proc.exitCode !== null || child.proc.signalCode !== null)
-      throw new Error(
-        `${child.name} exited (${child.proc.exitCode ?? child.proc.signalCode}):\n${tail(child.logFile)}`,
-      )
-    if (Date.now() > deadline)
-      throw new Error(`${child.name} did not answer 200 on ${url}:\n${tail(child.logFile)}`)
-    await sleep(100)
-  }
-}
-
-/** The CLI and the helpers as compiled JavaScript (default, as bench:gateway) or through tsx. */
-function runner(): {
-  cli: readonly string[]
-  helper(file: string, ...args: string[]): string[]
-  how: string
-} {
-  if (RUNNER === 'tsx') {
-    return {
-      cli: [process.execPath, '--import', TSX, join(ROOT, 'src/cli/run.ts')],
-      helper: (file, ...args) => ['--import', TSX, join(ROOT, file), ...args],
-      how: 'TypeScript through tsx',
-    }
-  }
-  const build = join(tmp, 'build')
-  mkdirSync(join(build, 'bench'), { recursive: true })
-  const runJs = join(compileSrc(build, log, 'cli/run.js'), 'cli/run.js')
-  // The compiled engine finds appactive.lua three folders above gateway/nginx/, as in the package.
-  mkdirSync(join(build, 'nginx'), { recursive: true })
-  copyFileSync(join(ROOT, 'nginx/appactive.lua'), join(build, 'nginx/appactive.lua'))
-  if (spawnSync(process.execPath, ['--check', runJs]).status !== 0)
-    throw new Error(`the compiled CLI is broken (${runJs})`)
-  return {
-    cli: [process.execPath, runJs],
-    helper: (file, ...args) => {
-      const out = join(build, 'bench', basename(file).replace(/\.ts$/, '.js'))
-      const js = ts.transpileModule(readFileSync(join(ROOT, file), 'utf8'), {
-        compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
-      })
-      writeFileSync(out, js.outputText)
-      return [out, ...args]
-    },
-    how: 'JavaScript compiled by tsc',
-  }
-}
 
 /** The rule file: every key of mod 10000 owned by `owner`. */
 function rules(version: number, owner: 'unit' | 'center'): string {
@@ -185,7 +123,7 @@ async function main(): Promise<void> {
   if (typeof install === 'string') throw new Error(install)
   const wrkVersion = ensureWrk()
   log(`${wrkVersion}; temp dir ${tmp}`)
-  const run = runner()
+  const run = benchRunner(RUNNER, tmp, log)
   const env = { ...process.env, NODE_OPTIONS: '', APPACTIVE_CACHE: 'off', APPACTIVE_LOG_LEVEL: 'warn' }
   const spawnOptions = { cwd: tmp, env, logDir: tmp }
 
@@ -197,7 +135,7 @@ async function main(): Promise<void> {
     run.helper('bench/lib/backend.ts', String(backendPort)),
     spawnOptions,
   )
-  await until200(backend, `${backendUrl}${PATH}`)
+  await untilAnswer(backend, `${backendUrl}${PATH}`, 200)
   // Unit center's instance (the config refuses one instance in two units); it serves only after an update
   // hands it the keys.
   const centerPort = await freePort()
@@ -207,7 +145,7 @@ async function main(): Promise<void> {
     run.helper('bench/lib/backend.ts', String(centerPort)),
     spawnOptions,
   )
-  await until200(centerBackend, `http://127.0.0.1:${centerPort}${PATH}`)
+  await untilAnswer(centerBackend, `http://127.0.0.1:${centerPort}${PATH}`, 200)
 
   const plainDir = join(tmp, 'nginx-plain')
   for (const d of ['body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'])
@@ -246,9 +184,9 @@ async function main(): Promise<void> {
   }
   const engine = await gateway('nginx-engine', 'nginx', centerPort)
   const node = await gateway('node-gateway', 'node', centerPort)
-  await until200(plain, `http://127.0.0.1:${plainPort}${PATH}`)
-  await until200(engine.child, `${engine.url}${PATH}`)
-  await until200(node.child, `${node.url}${PATH}`)
+  await untilAnswer(plain, `http://127.0.0.1:${plainPort}${PATH}`, 200)
+  await untilAnswer(engine.child, `${engine.url}${PATH}`, 200)
+  await untilAnswer(node.child, `${node.url}${PATH}`, 200)
 
   const nginxOf = (child: Child) => () => descendants(child.pid).filter((p) => cmdline(p).includes('nginx'))
   const targets: Target[] = [

@@ -6,8 +6,8 @@
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Agent } from 'undici'
-import { Children } from './children.js'
+import { Agent, request } from 'undici'
+import { type Child, Children, tail } from './children.js'
 import { runningWrk } from './wrk.js'
 
 export interface BenchSession {
@@ -18,8 +18,22 @@ export interface BenchSession {
   readonly client: Agent
   /** Stops wrk and every child process, closes the client, removes the temp dir (kept on failure or with `keep`). Runs once. */
   cleanup(): Promise<void>
+  /** GET `url` with the session's client; status 0 when nothing answers (yet). */
+  get(url: string): Promise<Answer>
+  /**
+   * Waits until `url` answers (with `status`, when given), or fails with the child's log when the child
+   * exits or `timeoutMs` passes.
+   */
+  untilAnswer(child: Child, url: string, status?: number, timeoutMs?: number): Promise<void>
   /** Runs the bench; on failure logs it, cleans up, says where the logs are and exits 1. */
   run(main: () => Promise<void>): void
+}
+
+/** An HTTP answer as the benches read it. */
+export interface Answer {
+  readonly status: number
+  readonly headers: Record<string, string | string[] | undefined>
+  readonly body: string
 }
 
 export function benchSession(name: string, keep: boolean): BenchSession {
@@ -52,12 +66,37 @@ export function benchSession(name: string, keep: boolean): BenchSession {
       void cleanup().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143))
     })
   }
+  const get = async (url: string): Promise<Answer> => {
+    try {
+      const res = await request(url, { dispatcher: client, headersTimeout: 5000, bodyTimeout: 5000 })
+      return { status: res.statusCode, headers: res.headers, body: await res.body.text() }
+    } catch {
+      return { status: 0, headers: {}, body: '' }
+    }
+  }
+  const untilAnswer = async (child: Child, url: string, status?: number, timeoutMs = 60_000) => {
+    const deadline = Date.now() + timeoutMs
+    const what = status === undefined ? 'answer' : `answer ${status}`
+    for (;;) {
+      const got = (await get(url)).status
+      if (status === undefined ? got !== 0 : got === status) return
+      if (child.proc.exitCode !== null || child.proc.signalCode !== null)
+        throw new Error(
+          `${child.name} exited (${child.proc.exitCode ?? child.proc.signalCode}):\n${tail(child.logFile)}`,
+        )
+      if (Date.now() > deadline)
+        throw new Error(`${child.name} did not ${what} on ${url}:\n${tail(child.logFile)}`)
+      await new Promise((r) => setTimeout(r, 100))
+    }
+  }
   return {
     log,
     children,
     tmp,
     client,
     cleanup,
+    get,
+    untilAnswer,
     run(main) {
       main().catch(async (err: unknown) => {
         if (interrupted) return // the signal handler stops everything and exits
