@@ -293,12 +293,16 @@ local function any_of(s, class)
   return false
 end
 
+local function latin1_char(c)
+  local b = byte(c)
+  return char(0xc0 + rshift(b, 6), 0x80 + band(b, 0x3f))
+end
+
+-- No closure is created here: a function that creates one is not compiled by LuaJIT (NYI FNEW), and
+-- every request calls this.
 local function latin1(s)
   if not any_of(s, HIGH) then return s end
-  return (s:gsub("[\128-\255]", function(c)
-    local b = byte(c)
-    return char(0xc0 + rshift(b, 6), 0x80 + band(b, 0x3f))
-  end))
+  return (s:gsub("[\128-\255]", latin1_char))
 end
 
 local function hexval(b)
@@ -526,24 +530,42 @@ M.constant_time_equal = constant_time_equal
 -- (the known ones are replaced by proxy_set_header in any case).
 local client_baggage
 
-local function strip_route_headers(all)
-  client_baggage = nil
-  local raw = ngx.var.http_baggage
-  if all then
-    for name in pairs(ngx.req.get_headers(0, true)) do
-      local lname = lower(name)
-      if #lname > 12 and sub(lname, 1, 12) == "x-appactive-" then ngx.req.clear_header(name) end
-    end
-    if raw ~= nil then raw = node_headers()["baggage"] end
+-- Whether the request head holds any header named x-appactive-* (in any case). One scan of the raw head,
+-- not a table of every header: pairs() is not compiled by LuaJIT, and nor is a function that loops over
+-- it, so that loop runs only when a client did send one.
+local function sent_route_headers()
+  local head = ngx.req.raw_header(true)
+  if head == nil then return true end
+  head = lower(head)
+  return sub(head, 1, 12) == "x-appactive-" or find(head, "\nx-appactive-", 1, true) ~= nil
+end
+
+local function clear_route_headers()
+  for name in pairs(ngx.req.get_headers(0, true)) do
+    local lname = lower(name)
+    if #lname > 12 and sub(lname, 1, 12) == "x-appactive-" then ngx.req.clear_header(name) end
   end
-  if raw == nil then return end
+end
+
+local function filter_baggage(raw, all)
   local kept = {}
   for member in (raw .. ","):gmatch("([^,]*),") do
     local key = trim_ows((member:match("^([^=;]*)") or ""))
     local ours = (all and sub(key, 1, 10) == "appactive.") or key == "appactive.route-id"
     if not ours and trim_ows(member) ~= "" then kept[#kept + 1] = trim_ows(member) end
   end
-  client_baggage = concat(kept, ",")
+  return concat(kept, ",")
+end
+
+local function strip_route_headers(all)
+  client_baggage = nil
+  local raw = ngx.var.http_baggage
+  if all then
+    if sent_route_headers() then clear_route_headers() end
+    if raw ~= nil then raw = node_headers()["baggage"] end
+  end
+  if raw == nil then return end
+  client_baggage = filter_baggage(raw, all)
 end
 
 ---------------------------------------------------------------------------------------------------------
