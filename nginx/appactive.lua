@@ -534,6 +534,7 @@ local client_baggage
 -- not a table of every header: pairs() is not compiled by LuaJIT, and nor is a function that loops over
 -- it, so that loop runs only when a client did send one.
 local function sent_route_headers()
+  if ngx.req.http_version() >= 2 then return true end -- raw_header() serves HTTP/1.x only
   local head = ngx.req.raw_header(true)
   if head == nil then return true end
   head = lower(head)
