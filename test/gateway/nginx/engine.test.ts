@@ -69,7 +69,11 @@ test('routes by the rule file, replaces client x-appactive-* headers and acknowl
   assert.equal(seen.headers['x-appactive-hops'], '0')
   assert.equal(seen.headers['x-appactive-rule-version'], '1')
   assert.equal(seen.headers['x-appactive-route-id'], '5')
-  assert.equal(seen.headers['x-appactive-tenant'], undefined, 'an unknown x-appactive-* header is dropped too')
+  assert.equal(
+    seen.headers['x-appactive-tenant'],
+    undefined,
+    'an unknown x-appactive-* header is dropped too',
+  )
   assert.equal(seen.headers.baggage, 'k=v,appactive.route-id=5')
   assert.equal(seen.headers.host, 'edge.test')
   assert.equal(seen.headers['x-forwarded-proto'], 'http')
