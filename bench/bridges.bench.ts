@@ -41,7 +41,7 @@ import ts from 'typescript'
 import { type Child, cpuSeconds, freePort, tail } from './lib/children.js'
 import { machineInfo } from './lib/machine.js'
 import { envInt, median } from './lib/numbers.js'
-import { printReport, printTable, type Row, round } from './lib/report.js'
+import { printReport, printTable, type Row, round, targetRow } from './lib/report.js'
 import { type Answer, benchSession } from './lib/session.js'
 import { ensureWrk, runWrk, type WrkResult } from './lib/wrk.js'
 
@@ -284,18 +284,9 @@ function report(targets: readonly Target[], wrkVersion: string): void {
       'p99 ratio per round': perRound(p99),
       'CPU ratio per round': perRound(cpu),
     })
-    const verdict = (ok: boolean) => (ok ? 'met' : 'MISSED')
     verdicts.push(
-      {
-        target: `${pair}_rps_ratio >= ${TARGETS.rps}`,
-        value: metrics[`${pair}_rps_ratio`]!,
-        '': verdict(metrics[`${pair}_rps_ratio`]! >= TARGETS.rps),
-      },
-      {
-        target: `${pair}_p99_ratio <= ${TARGETS.p99}`,
-        value: metrics[`${pair}_p99_ratio`]!,
-        '': verdict(metrics[`${pair}_p99_ratio`]! <= TARGETS.p99),
-      },
+      targetRow(metrics, `${pair}_rps_ratio`, '>=', TARGETS.rps),
+      targetRow(metrics, `${pair}_p99_ratio`, '<=', TARGETS.p99),
     )
   }
   printTable(rows, 'with / without appactive (median over rounds of the ratio within each round)')

@@ -46,7 +46,7 @@ import { join, resolve } from 'node:path'
 import { type Child, cpuSeconds, descendants, freePort, memoryMb, tail } from './lib/children.js'
 import { machineInfo } from './lib/machine.js'
 import { envInt, median } from './lib/numbers.js'
-import { printReport, printTable, type Row, round } from './lib/report.js'
+import { printReport, printTable, type Row, round, targetRow } from './lib/report.js'
 import { benchRunner } from './lib/runner.js'
 import { benchSession } from './lib/session.js'
 import { ensureWrk, runWrk, type WrkResult } from './lib/wrk.js'
@@ -330,24 +330,11 @@ function report(targets: readonly Target[], mem: Memory, wrkVersion: string, how
     gateway_1w_accesslog_rps: round(s('gw1log').rps, 0),
     gateway_2w_rps_ratio: round(s('gw2').rps / plain.rps, 3),
   }
-  const verdict = (ok: boolean) => (ok ? 'met' : 'MISSED')
   printTable(
     [
-      {
-        target: 'gateway_1w_rps_ratio >= 0.9',
-        value: metrics.gateway_1w_rps_ratio,
-        '': verdict(metrics.gateway_1w_rps_ratio >= 0.9),
-      },
-      {
-        target: 'gateway_1w_p99_ratio <= 1.2',
-        value: metrics.gateway_1w_p99_ratio,
-        '': verdict(metrics.gateway_1w_p99_ratio <= 1.2),
-      },
-      {
-        target: 'gateway_rss_mb <= 100',
-        value: metrics.gateway_rss_mb,
-        '': verdict(metrics.gateway_rss_mb <= 100),
-      },
+      targetRow(metrics, 'gateway_1w_rps_ratio', '>=', 0.9),
+      targetRow(metrics, 'gateway_1w_p99_ratio', '<=', 1.2),
+      targetRow(metrics, 'gateway_rss_mb', '<=', 100),
     ],
     'targets (issue 4)',
   )

@@ -35,7 +35,7 @@ import { findNginx, startNginxGateway } from '../src/gateway/nginx/index.js'
 import { type Child, cpuSeconds, descendants, freePort, tail } from './lib/children.js'
 import { machineInfo } from './lib/machine.js'
 import { envInt, median } from './lib/numbers.js'
-import { printReport, printTable, type Row, round } from './lib/report.js'
+import { printReport, printTable, type Row, round, targetRow } from './lib/report.js'
 import { benchRunner } from './lib/runner.js'
 import { benchSession } from './lib/session.js'
 import { ensureWrk, runWrk, type WrkResult } from './lib/wrk.js'
@@ -389,24 +389,11 @@ function report(targets: readonly Target[], updates: Updates, wrkVersion: string
     ],
     'rule updates under wrk load: from the push to the sidecar until a request carries the new version',
   )
-  const verdict = (ok: boolean) => (ok ? 'met' : 'MISSED')
   printTable(
     [
-      {
-        target: 'nginx_engine_rps_ratio >= 0.95',
-        value: metrics.nginx_engine_rps_ratio,
-        '': verdict(metrics.nginx_engine_rps_ratio >= 0.95),
-      },
-      {
-        target: 'nginx_engine_p99_ratio <= 1.15',
-        value: metrics.nginx_engine_p99_ratio,
-        '': verdict(metrics.nginx_engine_p99_ratio <= 1.15),
-      },
-      {
-        target: 'nginx_update_visible_ms <= 50',
-        value: metrics.nginx_update_visible_ms,
-        '': verdict(metrics.nginx_update_visible_ms <= 50),
-      },
+      targetRow(metrics, 'nginx_engine_rps_ratio', '>=', 0.95),
+      targetRow(metrics, 'nginx_engine_p99_ratio', '<=', 1.15),
+      targetRow(metrics, 'nginx_update_visible_ms', '<=', 50),
     ],
     'targets (issue 10)',
   )

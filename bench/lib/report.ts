@@ -60,6 +60,19 @@ export function printTable(rows: readonly Row[], title?: string): void {
   process.stdout.write(`${formatTable(rows, title)}\n\n`)
 }
 
+/** A row of a bench's targets table: `NAME >= LIMIT` (or `<=`), the metric's value, and met or MISSED. */
+export function targetRow(
+  metrics: Readonly<Record<string, number>>,
+  name: string,
+  op: '>=' | '<=',
+  limit: number,
+): Row {
+  const value = metrics[name]
+  if (value === undefined) throw new Error(`no metric ${name} to check against its target`)
+  const met = op === '>=' ? value >= limit : value <= limit
+  return { target: `${name} ${op} ${limit}`, value, '': met ? 'met' : 'MISSED' }
+}
+
 /**
  * Prints the machine-readable result. Call it last: nothing may be written to stdout after it.
  * @throws Error when a metric name lacks a unit suffix or a value is not a finite number.
