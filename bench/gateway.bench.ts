@@ -47,7 +47,7 @@ import { type Child, cpuSeconds, descendants, freePort, memoryMb, tail } from '.
 import { machineInfo } from './lib/machine.js'
 import { envInt, median } from './lib/numbers.js'
 import { printReport, printTable, type Row, round, targetRow } from './lib/report.js'
-import { benchRunner } from './lib/runner.js'
+import { benchRunner, startBackend } from './lib/runner.js'
 import { benchSession } from './lib/session.js'
 import { ensureWrk, runWrk, type WrkResult } from './lib/wrk.js'
 
@@ -94,15 +94,7 @@ async function main(): Promise<void> {
   const env = { ...process.env, NODE_OPTIONS: '' }
   const spawnOptions = { cwd: tmp, env, logDir: tmp }
 
-  const backendPort = await freePort()
-  const backendUrl = `http://127.0.0.1:${backendPort}`
-  const backend = children.spawn(
-    'backend',
-    process.execPath,
-    run.helper('bench/lib/backend.ts', String(backendPort)),
-    spawnOptions,
-  )
-  await untilAnswer(backend, `${backendUrl}${PATH}`, 200)
+  const { child: backend, url: backendUrl } = await startBackend(session, run, 'backend', spawnOptions, PATH)
 
   const plainPort = await freePort()
   const plain = children.spawn(

@@ -36,7 +36,7 @@ import { type Child, cpuSeconds, descendants, freePort, tail } from './lib/child
 import { machineInfo } from './lib/machine.js'
 import { envInt, median } from './lib/numbers.js'
 import { printReport, printTable, type Row, round, targetRow } from './lib/report.js'
-import { benchRunner } from './lib/runner.js'
+import { benchRunner, startBackend } from './lib/runner.js'
 import { benchSession } from './lib/session.js'
 import { ensureWrk, runWrk, type WrkResult } from './lib/wrk.js'
 
@@ -127,31 +127,19 @@ async function main(): Promise<void> {
   const env = { ...process.env, NODE_OPTIONS: '', APPACTIVE_CACHE: 'off', APPACTIVE_LOG_LEVEL: 'warn' }
   const spawnOptions = { cwd: tmp, env, logDir: tmp }
 
-  const backendPort = await freePort()
-  const backendUrl = `http://127.0.0.1:${backendPort}`
-  const backend = children.spawn(
-    'backend',
-    process.execPath,
-    run.helper('bench/lib/backend.ts', String(backendPort)),
-    spawnOptions,
-  )
-  await untilAnswer(backend, `${backendUrl}${PATH}`, 200)
+  const { child: backend, url: backendUrl } = await startBackend(session, run, 'backend', spawnOptions, PATH)
   // Unit center's instance (the config refuses one instance in two units); it serves only after an update
   // hands it the keys.
-  const centerPort = await freePort()
-  const centerBackend = children.spawn(
-    'backend-center',
-    process.execPath,
-    run.helper('bench/lib/backend.ts', String(centerPort)),
-    spawnOptions,
-  )
-  await untilAnswer(centerBackend, `http://127.0.0.1:${centerPort}${PATH}`, 200)
+  const center = await startBackend(session, run, 'backend-center', spawnOptions, PATH)
 
   const plainDir = join(tmp, 'nginx-plain')
   for (const d of ['body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'])
     mkdirSync(join(plainDir, d), { recursive: true })
   const plainPort = await freePort()
-  writeFileSync(join(plainDir, 'nginx.conf'), plainConf(plainDir, plainPort, backendPort))
+  writeFileSync(
+    join(plainDir, 'nginx.conf'),
+    plainConf(plainDir, plainPort, Number(new URL(backendUrl).port)),
+  )
   const plain = children.spawn(
     'nginx-plain',
     install.binary,
@@ -161,7 +149,7 @@ async function main(): Promise<void> {
 
   const rulesFile = join(tmp, 'rules.json')
   writeFileSync(rulesFile, rules(1, 'unit'))
-  const gateway = async (name: string, engine: 'node' | 'nginx', centerPort: number) => {
+  const gateway = async (name: string, engine: 'node' | 'nginx', centerUrl: string) => {
     const port = await freePort()
     const config = join(tmp, `${name}.json`)
     writeFileSync(
@@ -172,9 +160,7 @@ async function main(): Promise<void> {
         rules: rulesFile,
         accessLog: false,
         workers: 1,
-        apps: [
-          { name: 'bench', upstreams: { unit: [backendUrl], center: [`http://127.0.0.1:${centerPort}`] } },
-        ],
+        apps: [{ name: 'bench', upstreams: { unit: [backendUrl], center: [centerUrl] } }],
       }),
     )
     const args = [...run.cli.slice(1), 'gateway', '--config', config, '--engine', engine]
@@ -182,8 +168,8 @@ async function main(): Promise<void> {
     const child = children.spawn(name, run.cli[0]!, args, spawnOptions)
     return { child, url: `http://127.0.0.1:${port}` }
   }
-  const engine = await gateway('nginx-engine', 'nginx', centerPort)
-  const node = await gateway('node-gateway', 'node', centerPort)
+  const engine = await gateway('nginx-engine', 'nginx', center.url)
+  const node = await gateway('node-gateway', 'node', center.url)
   await untilAnswer(plain, `http://127.0.0.1:${plainPort}${PATH}`, 200)
   await untilAnswer(engine.child, `${engine.url}${PATH}`, 200)
   await untilAnswer(node.child, `${node.url}${PATH}`, 200)
@@ -245,7 +231,7 @@ async function main(): Promise<void> {
     }
   }
 
-  const updates = await updateLatency(backendUrl, `http://127.0.0.1:${centerPort}`)
+  const updates = await updateLatency(backendUrl, center.url)
   await cleanup()
   report(targets, updates, wrkVersion, run.how)
 }

@@ -8,6 +8,8 @@ import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { basename, join } from 'node:path'
 import ts from 'typescript'
 import { compileSrc } from './build.js'
+import { type Child, freePort, type SpawnOptions } from './children.js'
+import type { BenchSession } from './session.js'
 
 const ROOT = new URL('../..', import.meta.url).pathname
 const TSX = import.meta.resolve('tsx')
@@ -49,4 +51,27 @@ export function benchRunner(kind: 'built' | 'tsx', tmp: string, log: (line: stri
     },
     how: 'JavaScript compiled by tsc from src/ and bench/lib (no tsx)',
   }
+}
+
+/**
+ * Starts the loopback backend (bench/lib/backend.ts) as child `name` on a free port, and resolves with it
+ * and its origin once it answers `path` with 200.
+ */
+export async function startBackend(
+  session: Pick<BenchSession, 'children' | 'untilAnswer'>,
+  run: Runner,
+  name: string,
+  options: SpawnOptions,
+  path: string,
+): Promise<{ child: Child; url: string }> {
+  const port = await freePort()
+  const url = `http://127.0.0.1:${port}`
+  const child = session.children.spawn(
+    name,
+    process.execPath,
+    run.helper('bench/lib/backend.ts', String(port)),
+    options,
+  )
+  await session.untilAnswer(child, `${url}${path}`, 200)
+  return { child, url }
 }
