@@ -137,6 +137,17 @@ function encodeEntry(entry: BaggageEntry): string | undefined {
   return metadata === '' ? `${entry.key}=${value}` : `${entry.key}=${value};${metadata}`
 }
 
+const ROUTE_ID_MEMBER_PREFIX = `${ROUTE_ID_BAGGAGE_KEY}=`
+
+/** `appactive.route-id=<percent-encoded id>`, or `''` for a lone surrogate (no UTF-8 form). */
+function routeIdMember(routeId: string): string {
+  try {
+    return ROUTE_ID_MEMBER_PREFIX + encodeURIComponent(routeId)
+  } catch {
+    return ''
+  }
+}
+
 /**
  * Writes entries as one `baggage` header value. Values are percent-encoded (`encodeURIComponent`);
  * entries with an invalid key, value or metadata are skipped. Members that would pass the W3C limits
@@ -177,9 +188,7 @@ export function getBaggageRouteId(header: string | readonly string[] | undefined
 export function withBaggageRouteId(header: string | readonly string[] | undefined, routeId: string): string {
   if (header === undefined || header === '' || (Array.isArray(header) && header.length === 0)) {
     // The common case (no incoming baggage) skips the parse and join: only our member.
-    return typeof routeId === 'string' && fitsRouteIdLimit(routeId)
-      ? (encodeEntry({ key: ROUTE_ID_BAGGAGE_KEY, value: routeId }) ?? '')
-      : ''
+    return typeof routeId === 'string' && fitsRouteIdLimit(routeId) ? routeIdMember(routeId) : ''
   }
   const texts: string[] = []
   const keys: string[] = []
@@ -192,11 +201,8 @@ export function withBaggageRouteId(header: string | readonly string[] | undefine
     texts.push(text)
     keys.push(entry.key)
   }
-  const ours =
-    typeof routeId === 'string' && fitsRouteIdLimit(routeId)
-      ? encodeEntry({ key: ROUTE_ID_BAGGAGE_KEY, value: routeId })
-      : undefined
-  if (ours !== undefined) {
+  const ours = typeof routeId === 'string' && fitsRouteIdLimit(routeId) ? routeIdMember(routeId) : ''
+  if (ours !== '') {
     const index = at < 0 ? texts.length : at
     texts.splice(index, 0, ours)
     keys.splice(index, 0, ROUTE_ID_BAGGAGE_KEY)

@@ -2,7 +2,7 @@
  * The internal hop headers (DESIGN §3). Only appactive writes them; the edge strips any copy a client
  * sends. Reading never throws: a malformed value reads as absent (hops as 0).
  */
-import { stripBaggageRouteMembers } from './baggage.js'
+import { BAGGAGE_HEADER, stripBaggageRouteMembers } from './baggage.js'
 import { type HeaderSource, headerText, singleHeader } from './header-source.js'
 import { fitsRouteIdLimit, MAX_HOPS, MAX_ROUTE_ID_BYTES, type RouteContextInput } from './route-context.js'
 
@@ -122,10 +122,21 @@ export function routeHeaders(route: RouteContextInput | undefined): Record<strin
 
 /** True when `name` is an internal appactive header (`x-appactive-*`, any case). */
 export function isRouteHeader(name: string): boolean {
+  if (typeof name !== 'string' || name.length <= ROUTE_HEADER_PREFIX.length) return false
+  // Most names fail on the first character, before any string is made.
+  const first = name.charCodeAt(0)
+  if (first !== 120 /* x */ && first !== 88 /* X */) return false
   return (
-    typeof name === 'string' &&
-    name.length > ROUTE_HEADER_PREFIX.length &&
+    name.startsWith(ROUTE_HEADER_PREFIX) ||
     name.slice(0, ROUTE_HEADER_PREFIX.length).toLowerCase() === ROUTE_HEADER_PREFIX
+  )
+}
+
+/** True when `name` is `baggage` in any case. */
+function isBaggage(name: string): boolean {
+  return (
+    name.length === BAGGAGE_HEADER.length &&
+    (name === BAGGAGE_HEADER || name.toLowerCase() === BAGGAGE_HEADER)
   )
 }
 
@@ -150,7 +161,7 @@ export function stripRouteHeaders(headers: MutableHeaders): number {
       if (isRouteHeader(name)) {
         headers.splice(i, 2)
         removed++
-      } else if (name.toLowerCase() === 'baggage') {
+      } else if (isBaggage(name)) {
         const stripped = stripBaggageRouteMembers(headerName(headers[i + 1]))
         if (stripped.removed === 0) continue
         removed += stripped.removed
@@ -160,13 +171,15 @@ export function stripRouteHeaders(headers: MutableHeaders): number {
     }
     return removed
   }
-  for (const name of Object.keys(headers)) {
+  // for-in (no key array): deleting the current key while iterating is allowed.
+  for (const name in headers) {
+    if (!Object.hasOwn(headers, name)) continue
     if (isRouteHeader(name)) {
       delete headers[name]
       removed++
       continue
     }
-    if (name.toLowerCase() !== 'baggage') continue
+    if (!isBaggage(name)) continue
     const value = headers[name]
     const text =
       typeof value === 'string'

@@ -6,8 +6,11 @@ import type { AppConfig } from './types.js'
 
 export class AppMatcher {
   readonly #apps: readonly AppConfig[]
+  /** False when no app is bound to a host: the Host header is then never parsed. */
+  readonly #byHost: boolean
 
   constructor(apps: readonly AppConfig[]) {
+    this.#byHost = apps.some((app) => app.match.hosts.length > 0)
     // As nginx picks a server by name, then a location: apps bound to the host first, then the longest prefix.
     this.#apps = [...apps].sort(
       (a, b) =>
@@ -17,7 +20,7 @@ export class AppMatcher {
   }
 
   match(host: string | undefined, url: string | undefined): AppConfig | undefined {
-    const name = hostName(host)
+    const name = this.#byHost ? hostName(host) : undefined
     const path = url ?? '/'
     for (const app of this.#apps) {
       const hosts = app.match.hosts

@@ -114,13 +114,49 @@ function hasBody(req: IncomingMessage): boolean {
   return cl !== undefined && cl !== '0'
 }
 
+/** The response side of `stream()`: the upstream's status and end-to-end headers, then its body into `res`. */
+function answer({
+  statusCode,
+  headers,
+  opaque: res,
+}: Dispatcher.StreamFactoryData<ServerResponse>): ServerResponse {
+  res.writeHead(statusCode, downstreamHeaders(headers))
+  return res
+}
+
 /**
- * Streams `req` to `origin` through `dispatcher` and the answer back to `res`.
- * Never throws: failures are answered (502 unreachable, 504 timed out) or tear the response. With
- * `mayRetry`, a connection that failed before anything was sent (and before the request body was read)
- * is NOT answered: the result says `retryable` and the caller tries another instance.
+ * Streams `req` to `origin` through `dispatcher` and the answer back to `res`, then calls `done` once
+ * with how it ended. Never throws: failures are answered (502 unreachable, 504 timed out) or tear the
+ * response. With `mayRetry`, a connection that failed before anything was sent (and before the request
+ * body was read) is NOT answered: the result says `retryable` and the caller tries another instance.
+ * Callback-shaped so the gateway's hot path creates no promise (see {@link forward} for the promise form).
  */
-export async function forward(
+export function forwardWith(
+  req: IncomingMessage,
+  res: ServerResponse,
+  dispatcher: Dispatcher,
+  origin: string,
+  headers: Record<string, string | string[]>,
+  mayRetry: boolean,
+  done: (result: ForwardResult) => void,
+): void {
+  const options: Dispatcher.RequestOptions<ServerResponse> = {
+    origin,
+    path: req.url ?? '/',
+    method: (req.method ?? 'GET') as Dispatcher.HttpMethod,
+    headers,
+    body: hasBody(req) ? req : null,
+    opaque: res,
+  }
+  dispatcher.stream(options, answer, (err) => {
+    done(
+      err === null ? { status: res.statusCode, upstreamOk: true } : failed(err, req, res, origin, mayRetry),
+    )
+  })
+}
+
+/** The promise form of {@link forwardWith}, for callers that await (the HTTP server bridges). */
+export function forward(
   req: IncomingMessage,
   res: ServerResponse,
   dispatcher: Dispatcher,
@@ -128,51 +164,40 @@ export async function forward(
   headers: Record<string, string | string[]>,
   mayRetry = false,
 ): Promise<ForwardResult> {
-  let answered = false
-  try {
-    await dispatcher.stream(
-      {
-        origin,
-        path: req.url ?? '/',
-        method: (req.method ?? 'GET') as Dispatcher.HttpMethod,
-        headers,
-        body: hasBody(req) ? req : null,
-        opaque: res,
-      },
-      ({ statusCode, headers: upstream, opaque }) => {
-        answered = true
-        const out = opaque as ServerResponse
-        out.writeHead(statusCode, downstreamHeaders(upstream))
-        return out
-      },
-    )
-    return { status: res.statusCode, upstreamOk: true }
-  } catch (err) {
-    const code = (err as { code?: string }).code ?? ''
-    const message = err instanceof Error ? err.message : String(err)
-    if (res.headersSent || answered) {
-      // The upstream answered, then failed mid-body (or the client left): tear the response.
-      res.destroy()
-      return { status: res.statusCode, upstreamOk: answered, error: message, cause: err }
-    }
-    // The client left: says nothing about the upstream's health (passive health treats it as neutral).
-    if (req.destroyed && code === 'UND_ERR_ABORTED') {
-      return { status: 499, upstreamOk: false, error: 'client closed', cause: err }
-    }
-    if (CONNECT_FAILURES.has(code) && mayRetry && !req.readableDidRead) {
-      return { status: 502, upstreamOk: false, error: message, cause: err, retryable: true }
-    }
-    const timeout = code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT'
-    if (timeout) {
-      sendError(res, 504, 'UPSTREAM_TIMEOUT', `the upstream did not answer in time (${origin})`)
-      return { status: 504, upstreamOk: false, error: message, cause: err }
-    }
-    sendError(
-      res,
-      502,
-      'UPSTREAM_UNREACHABLE',
-      `the upstream could not be reached (${origin}): ${code || message}`,
-    )
-    return { status: 502, upstreamOk: false, error: message, cause: err }
+  return new Promise((resolve) => forwardWith(req, res, dispatcher, origin, headers, mayRetry, resolve))
+}
+
+/** Answers (or tears) `res` for a forward that failed, and says how. */
+function failed(
+  err: unknown,
+  req: IncomingMessage,
+  res: ServerResponse,
+  origin: string,
+  mayRetry: boolean,
+): ForwardResult {
+  const code = (err as { code?: string }).code ?? ''
+  const message = err instanceof Error ? err.message : String(err)
+  if (res.headersSent) {
+    // The upstream answered, then failed mid-body (or the client left): tear the response.
+    res.destroy()
+    return { status: res.statusCode, upstreamOk: true, error: message, cause: err }
   }
+  // The client left: says nothing about the upstream's health (passive health treats it as neutral).
+  if (req.destroyed && code === 'UND_ERR_ABORTED') {
+    return { status: 499, upstreamOk: false, error: 'client closed', cause: err }
+  }
+  if (CONNECT_FAILURES.has(code) && mayRetry && !req.readableDidRead) {
+    return { status: 502, upstreamOk: false, error: message, cause: err, retryable: true }
+  }
+  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
+    sendError(res, 504, 'UPSTREAM_TIMEOUT', `the upstream did not answer in time (${origin})`)
+    return { status: 504, upstreamOk: false, error: message, cause: err }
+  }
+  sendError(
+    res,
+    502,
+    'UPSTREAM_UNREACHABLE',
+    `the upstream could not be reached (${origin}): ${code || message}`,
+  )
+  return { status: 502, upstreamOk: false, error: message, cause: err }
 }

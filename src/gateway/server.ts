@@ -69,12 +69,8 @@ export function createGateway(config: GatewayConfig, options: GatewayOptions = {
           key: config.tls.key,
         })
   server.keepAliveTimeout = 65_000
-  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-    handler.handle(req, res).catch((err: unknown) => {
-      logger.error({ err: (err as Error).message, url: req.url }, 'request failed')
-      sendError(res, 500, 'INTERNAL', 'internal error')
-    })
-  })
+  // handle() never throws: it answers 500 itself on an internal error.
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => handler.handle(req, res))
   server.on('upgrade', (req, socket, head) => handler.handleUpgrade(req, socket, head))
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
     if (!socket.writable) return socket.destroy()

@@ -233,6 +233,25 @@ describe('gateway failures', () => {
     assert.equal(center!.seen.length, 0)
   })
 
+  test('an internal error answers 500 INTERNAL, and the next request is served', async (t) => {
+    const [center, unit] = await backends(t, 'center-1', 'unit-1')
+    const { url, gw } = await start(t, gatewayConfig([app({ center: [center!.url], unit: [unit!.url] })]))
+    // A bug in the handler (here: the upstream registry throws once) must not crash or hang the request.
+    const registry = gw.handler.upstreams
+    const real = registry.get.bind(registry)
+    let failures = 1
+    registry.get = (appName, unitName) => {
+      if (failures-- > 0) throw new Error('boom')
+      return real(appName, unitName)
+    }
+    const broken = await get(`${url}/x?r_id=2500`)
+    assert.equal(broken.status, 500)
+    assert.deepEqual(broken.json, { error: { code: 'INTERNAL', message: 'internal error' } })
+    const next = await get(`${url}/x?r_id=2500`)
+    assert.equal(next.status, 200)
+    assert.equal(next.json?.backend, 'center-1')
+  })
+
   test('oversized request headers get 431', async (t) => {
     const [center, unit] = await backends(t, 'center-1', 'unit-1')
     const { url } = await start(
