@@ -10,6 +10,9 @@
  *   gw-1w      the gateway, 1 worker (in-process), access log off
  *   gw-2w      the gateway, 2 workers (node:cluster), access log off
  *   gw-1w-log  the gateway, 1 worker, access log on (the config default), written to a file
+ *   gw-1w-heap the gateway, 1 worker, `heap: { maxSemiSpaceMb: 8 }` (so one node:cluster worker under a
+ *              primary, started with --max-semi-space-size=8): what capping V8's young generation saves
+ *              in memory and costs in CPU
  * Each gateway is the real CLI (`appactive gateway --config FILE --workers N`) in its own process, with a
  * config written to a temp dir: unit `center`, a rule-set file (`r_id` from the query, `mod 10000`, every key
  * owned by unit `unit`), one app whose `unit` upstream is the backend (the config refuses the same instance
@@ -60,6 +63,8 @@ if (RUNNER_ENV !== 'built' && RUNNER_ENV !== 'tsx')
 const RUNNER: 'built' | 'tsx' = RUNNER_ENV
 const CPU_PROF = process.env.APPACTIVE_BENCH_CPU_PROF
 const KEEP = process.env.APPACTIVE_BENCH_KEEP === '1'
+/** `heap.maxSemiSpaceMb` of the gw-1w-heap target. */
+const HEAP_SEMI_SPACE_MB = 8
 const CONNECTIONS = 64
 const PATH = '/item?r_id=12345'
 
@@ -80,7 +85,7 @@ interface Measured extends WrkResult {
 }
 
 interface Target {
-  readonly key: 'backend' | 'plain' | 'gw1' | 'gw2' | 'gw1log'
+  readonly key: 'backend' | 'plain' | 'gw1' | 'gw2' | 'gw1log' | 'gw1heap'
   readonly label: string
   readonly child: Child
   readonly url: string
@@ -115,7 +120,7 @@ async function main(): Promise<void> {
       fallback: 'local',
     }),
   )
-  const gateway = async (name: string, workers: number, accessLog: boolean) => {
+  const gateway = async (name: string, workers: number, accessLog: boolean, heap?: object) => {
     const [port, adminPort] = [await freePort(), await freePort()]
     const config = join(tmp, `${name}.json`)
     writeFileSync(
@@ -126,6 +131,7 @@ async function main(): Promise<void> {
         admin: `127.0.0.1:${adminPort}`,
         rules: './rules.json',
         accessLog,
+        ...(heap === undefined ? {} : { heap }),
         // The config refuses one instance in two units; every key is unit's, so center needs none.
         apps: [{ name: 'bench', upstreams: { unit: [backendUrl] } }],
       }),
@@ -154,9 +160,10 @@ async function main(): Promise<void> {
   const gw1 = await gateway('gw-1w', 1, false)
   const gw2 = await gateway('gw-2w', 2, false)
   const gw1log = await gateway('gw-1w-log', 1, true)
+  const gw1heap = await gateway('gw-1w-heap', 1, false, { maxSemiSpaceMb: HEAP_SEMI_SPACE_MB })
   await untilAnswer(plain, `http://127.0.0.1:${plainPort}${PATH}`, 200)
   // /readyz: rules applied and, for the cluster, every worker ready.
-  for (const g of [gw1, gw2, gw1log]) await untilAnswer(g.child, `${g.admin}/readyz`, 200)
+  for (const g of [gw1, gw2, gw1log, gw1heap]) await untilAnswer(g.child, `${g.admin}/readyz`, 200)
 
   const targets: Target[] = [
     { key: 'backend', label: 'backend direct', child: backend, url: backendUrl, results: [] },
@@ -174,6 +181,13 @@ async function main(): Promise<void> {
       label: 'appactive gateway, 1 worker, access log on (default)',
       child: gw1log.child,
       url: gw1log.url,
+      results: [],
+    },
+    {
+      key: 'gw1heap',
+      label: `appactive gateway, 1 worker, heap.maxSemiSpaceMb ${HEAP_SEMI_SPACE_MB}`,
+      child: gw1heap.child,
+      url: gw1heap.url,
       results: [],
     },
   ]
@@ -218,13 +232,20 @@ async function main(): Promise<void> {
     log(`the 1-worker gateway has child processes (${gw1Pids.join(', ')}); measuring the last`)
   const gw1Rss = rssOf(gw1Pids[gw1Pids.length - 1]!)
   const gw1logRss = rssOf(gw1log.child.pid)
+  const gw1heapPrimary = rssOf(gw1heap.child.pid)
+  const gw1heapWorkers = descendants(gw1heap.child.pid).map(rssOf)
   const gw2Primary = rssOf(gw2.child.pid)
   const gw2Workers = descendants(gw2.child.pid).map(rssOf)
   const plainRss = rssOf(plain.pid)
   const backendRss = rssOf(backend.pid)
 
   await cleanup()
-  report(targets, { gw1Rss, gw1logRss, gw2Primary, gw2Workers, plainRss, backendRss }, wrkVersion, run.how)
+  report(
+    targets,
+    { gw1Rss, gw1logRss, gw1heapPrimary, gw1heapWorkers, gw2Primary, gw2Workers, plainRss, backendRss },
+    wrkVersion,
+    run.how,
+  )
 }
 
 /** Fails before any timing when a target would not measure what its name says. */
@@ -254,6 +275,8 @@ interface Mem {
 interface Memory {
   readonly gw1Rss: Mem
   readonly gw1logRss: Mem
+  readonly gw1heapPrimary: Mem
+  readonly gw1heapWorkers: readonly Mem[]
   readonly gw2Primary: Mem
   readonly gw2Workers: readonly Mem[]
   readonly plainRss: Mem
@@ -303,6 +326,11 @@ function report(targets: readonly Target[], mem: Memory, wrkVersion: string, how
     [
       { process: 'gateway, 1 worker (in-process)', ...mb(mem.gw1Rss) },
       { process: 'gateway, 1 worker, access log on', ...mb(mem.gw1logRss) },
+      { process: `gateway, 1 worker, heap ${HEAP_SEMI_SPACE_MB} MB: primary`, ...mb(mem.gw1heapPrimary) },
+      ...mem.gw1heapWorkers.map((w) => ({
+        process: `gateway, 1 worker, heap ${HEAP_SEMI_SPACE_MB} MB: worker`,
+        ...mb(w),
+      })),
       { process: 'gateway, 2 workers: primary', ...mb(mem.gw2Primary) },
       ...mem.gw2Workers.map((w, i) => ({ process: `gateway, 2 workers: worker ${i + 1}`, ...mb(w) })),
       { process: 'plain proxy', ...mb(mem.plainRss) },
@@ -321,6 +349,9 @@ function report(targets: readonly Target[], mem: Memory, wrkVersion: string, how
     gateway_rss_mb: round(mem.gw1Rss.rss, 1),
     gateway_1w_accesslog_rps: round(s('gw1log').rps, 0),
     gateway_2w_rps_ratio: round(s('gw2').rps / plain.rps, 3),
+    gateway_1w_heap8_rps_ratio: round(s('gw1heap').rps / plain.rps, 3),
+    gateway_1w_heap8_cpu_ratio: round(s('gw1heap').cpu / s('gw1').cpu, 3),
+    gateway_1w_heap8_rss_mb: round(Math.max(...mem.gw1heapWorkers.map((w) => w.rss)), 1),
   }
   printTable(
     [

@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net'
 import type { Logger } from 'pino'
 import { AggregatorRegistry, register } from 'prom-client'
 import { createGateway, type Gateway } from './server.js'
-import type { GatewayConfig } from './types.js'
+import type { GatewayConfig, HeapConfig } from './types.js'
 
 interface ReadyMessage {
   readonly type: 'appactive:gateway'
@@ -29,13 +29,33 @@ export interface RunningGateway {
 }
 
 /**
- * Runs the gateway: in this process when `config.workers` is 1 or this is already a cluster worker,
- * otherwise as a cluster primary with `config.workers` workers. Resolves once serving.
+ * Runs the gateway: in this process when `config.workers` is 1 (and no heap limit is set) or this is
+ * already a cluster worker, otherwise as a cluster primary with `config.workers` workers. Resolves once
+ * serving.
  */
 export async function runGateway(config: GatewayConfig, logger: Logger): Promise<RunningGateway> {
   if (cluster.isWorker) return runWorker(config, logger)
-  if (config.workers <= 1) return runSingle(config, logger)
+  // V8 reads its heap limits only when a process starts: with any set, even one worker is forked.
+  if (config.workers <= 1 && heapFlags(config.heap).length === 0) return runSingle(config, logger)
   return runPrimary(config, logger)
+}
+
+/** The node flags for `heap`, in the order given; none when V8's defaults apply. */
+export function heapFlags(heap: HeapConfig | undefined): string[] {
+  const flags: string[] = []
+  if (heap?.maxSemiSpaceMb !== undefined) flags.push(`--max-semi-space-size=${heap.maxSemiSpaceMb}`)
+  if (heap?.maxOldSpaceMb !== undefined) flags.push(`--max-old-space-size=${heap.maxOldSpaceMb}`)
+  return flags
+}
+
+/** The primary's own node flags, without heap limits that `heap` replaces. */
+function workerExecArgv(heap: HeapConfig | undefined): string[] {
+  const flags = heapFlags(heap)
+  const replaced = flags.map((f) => f.slice(0, f.indexOf('=')))
+  const own = process.execArgv.filter(
+    (arg) => !replaced.some((name) => arg === name || arg.startsWith(`${name}=`)),
+  )
+  return [...own, ...flags]
 }
 
 async function runSingle(config: GatewayConfig, logger: Logger): Promise<RunningGateway> {
@@ -83,6 +103,7 @@ async function runPrimary(config: GatewayConfig, logger: Logger): Promise<Runnin
   let port = 0
   let stopping = false
   const restarts: number[] = []
+  cluster.setupPrimary({ execArgv: workerExecArgv(config.heap) })
   const fork = (): Worker => {
     const worker = cluster.fork()
     worker.on('message', (m: unknown) => {
@@ -148,7 +169,10 @@ async function runPrimary(config: GatewayConfig, logger: Logger): Promise<Runnin
     await new Promise<void>((resolve) => admin!.listen(config.admin!.port, config.admin!.host, resolve))
     logger.info({ admin: admin.address() as AddressInfo }, 'admin listening')
   }
-  logger.info({ port, workers: config.workers, unit: config.unit }, 'gateway cluster serving')
+  logger.info(
+    { port, workers: config.workers, unit: config.unit, heap: heapFlags(config.heap) },
+    'gateway cluster serving',
+  )
 
   return {
     port,

@@ -269,6 +269,12 @@ export const GatewayConfigSchema = z.strictObject({
   maxHeaderBytes: count(1024, 1024 * 1024).default(16_384),
   accessLog: z.boolean().default(true),
   workers: count(1, 64).optional(),
+  heap: z
+    .strictObject({
+      maxSemiSpaceMb: count(1, 256).optional(),
+      maxOldSpaceMb: count(16, 1024 * 1024).optional(),
+    })
+    .optional(),
 })
 
 /** The configuration as written (durations as "5s" or ms, addresses as text). */
@@ -370,6 +376,7 @@ export function resolveGatewayConfig(input: unknown, options: GatewayConfigOptio
     maxHeaderBytes: p.maxHeaderBytes,
     accessLog: p.accessLog,
     workers: p.workers ?? Math.min(availableParallelism(), 64),
+    heap: p.heap === undefined ? undefined : { ...p.heap },
   }
   return deepFreeze(config)
 }

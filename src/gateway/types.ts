@@ -80,4 +80,17 @@ export interface GatewayConfig {
   readonly accessLog: boolean
   /** Worker processes sharing the port (node:cluster); default one per core. */
   readonly workers: number
+  /**
+   * V8 heap limits for the serving processes (`--max-semi-space-size`, `--max-old-space-size`), in MB.
+   * They can only be set when a process starts, so with any of them set the gateway serves from cluster
+   * workers started with these flags, even with one worker. Undefined: V8's defaults.
+   */
+  readonly heap: HeapConfig | undefined
+}
+
+export interface HeapConfig {
+  /** Each of the young generation's two semi-spaces: smaller holds less memory, costs more scavenges. */
+  readonly maxSemiSpaceMb?: number | undefined
+  /** The old generation's limit; beyond it the process dies of OOM. */
+  readonly maxOldSpaceMb?: number | undefined
 }

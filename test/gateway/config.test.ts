@@ -88,6 +88,7 @@ function exampleConfig(rulesDir: string): GatewayConfig {
     maxHeaderBytes: 16_384,
     accessLog: true,
     workers: WORKERS,
+    heap: undefined,
   }
 }
 
@@ -174,6 +175,7 @@ describe('gateway config: well-formed files', () => {
       maxHeaderBytes: 32_768,
       accessLog: false,
       workers: 2,
+      heap: { maxSemiSpaceMb: 8, maxOldSpaceMb: 512 },
     })
   })
 
@@ -367,6 +369,7 @@ describe('gateway config: problems', () => {
       hold: { maxWait: '61s', maxQueue: 0, retryAfter: 0 },
       maxHeaderBytes: 2 * 1024 * 1024,
       workers: 65,
+      heap: { maxSemiSpaceMb: 0, maxOldSpaceMb: 8 },
       apps: [
         {
           name: 'shop',
@@ -398,6 +401,8 @@ describe('gateway config: problems', () => {
       'hold.retryAfter: must be between 1 and 3600 seconds, got 0',
       'maxHeaderBytes: must be at most 1048576, got 2097152',
       'workers: must be at most 64, got 65',
+      'heap.maxSemiSpaceMb: must be at least 1, got 0',
+      'heap.maxOldSpaceMb: must be at least 16, got 8',
     ])
   })
 

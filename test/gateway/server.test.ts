@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { execFileSync, spawn } from 'node:child_process'
 import { once } from 'node:events'
+import { readdirSync, readFileSync } from 'node:fs'
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises'
 import { request as httpRequest } from 'node:http'
 import { tmpdir } from 'node:os'
@@ -222,7 +223,81 @@ describe('appactive gateway (command)', () => {
     const [code] = await once(child, 'exit', { signal: AbortSignal.timeout(10_000) })
     assert.equal(code, 0, stderr)
   })
+
+  test('with heap limits, even one worker is a cluster worker started with the V8 flags', async (t) => {
+    const { center, unit } = await backends(t)
+    const dir = await mkdtemp(join(tmpdir(), 'appactive-gwheap-'))
+    await writeFile(join(dir, 'rules.json'), JSON.stringify(rules(1)))
+    const file = join(dir, 'gw.yaml')
+    const [port, adminPort] = [await freePort(), await freePort()]
+    await writeFile(
+      file,
+      [
+        'unit: center',
+        `listen: 127.0.0.1:${port}`,
+        `admin: 127.0.0.1:${adminPort}`,
+        'rules: ./rules.json',
+        'accessLog: false',
+        'workers: 1',
+        'heap: { maxSemiSpaceMb: 8, maxOldSpaceMb: 256 }',
+        'apps:',
+        '  - name: shop',
+        `    upstreams: { center: [${center.url}], unit: [${unit.url}] }`,
+      ].join('\n'),
+    )
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', 'src/cli/run.ts', 'gateway', '--config', file],
+      {
+        cwd: root,
+        env: { ...process.env, APPACTIVE_LOG_LEVEL: 'warn', APPACTIVE_CACHE: 'off' },
+      },
+    )
+    let stderr = ''
+    child.stderr.on('data', (d) => (stderr += d))
+    t.after(() => {
+      if (child.exitCode === null) child.kill('SIGKILL')
+    })
+    await until(async () => {
+      try {
+        const r = await request(`http://127.0.0.1:${adminPort}/readyz`)
+        await r.body.dump()
+        return r.statusCode === 200
+      } catch {
+        return false
+      }
+    }, 20_000)
+    const r = await request(`http://127.0.0.1:${port}/x?r_id=2500`)
+    assert.equal(((await r.body.json()) as { backend: string }).backend, 'center-1')
+    const cmdline = async (pid: number) => (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0')
+    const workers = childPids(child.pid!)
+    assert.equal(workers.length, 1, 'one cluster worker under the primary')
+    const args = await cmdline(workers[0]!)
+    assert.ok(args.includes('--max-semi-space-size=8'), args.join(' '))
+    assert.ok(args.includes('--max-old-space-size=256'), args.join(' '))
+    assert.ok(args.includes('tsx'), "the worker keeps the primary's own flags")
+    assert.ok(!(await cmdline(child.pid!)).includes('--max-semi-space-size=8'))
+    child.kill('SIGTERM')
+    const [code] = await once(child, 'exit', { signal: AbortSignal.timeout(10_000) })
+    assert.equal(code, 0, stderr)
+  })
 })
+
+/** The pids of a process's children (Linux /proc). */
+function childPids(parent: number): number[] {
+  const out: number[] = []
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8')
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
+      if (ppid === parent) out.push(Number(entry))
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return out
+}
 
 async function freePort(): Promise<number> {
   const { createServer } = await import('node:net')

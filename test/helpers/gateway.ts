@@ -108,6 +108,7 @@ export function gatewayConfig(apps: AppConfig[], extra: Partial<GatewayConfig> =
     maxHeaderBytes: 16384,
     accessLog: false,
     workers: 1,
+    heap: undefined,
     ...extra,
   }
 }
