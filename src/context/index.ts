@@ -17,6 +17,7 @@ export type { HeaderGetter, HeaderRecord, HeaderSource, RawHeaders } from './hea
 export { headerValues } from './header-source.js'
 export type { HeaderSetter, MutableHeaders, RouteHeaderValues } from './headers.js'
 export {
+  assignRouteHeaders,
   HOPS_HEADER,
   isRouteHeader,
   ROUTE_HEADER_PREFIX,

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { Buffer } from 'node:buffer'
 import { test } from 'node:test'
 import {
+  assignRouteHeaders,
   HOPS_HEADER,
   isRouteHeader,
   ROUTE_ID_HEADER,
@@ -61,6 +62,19 @@ test('fields that cannot travel are not written', () => {
   assert.deepEqual(routeHeaders({}), { [HOPS_HEADER]: '0' })
   assert.deepEqual(routeHeaders({ routeId: '', unit: 'x'.repeat(257), ruleVersion: -1, hops: 300 }), {})
   assert.deepEqual(routeHeaders({ routeId: 'a\uD800b', ruleVersion: 1.5, hops: 2 }), { [HOPS_HEADER]: '2' })
+})
+
+test('assignRouteHeaders writes into an existing record, keeps its other headers, and agrees with the setter form', () => {
+  const route = { routeId: 'a b', unit: 'sh', ruleVersion: 7, hops: 1 }
+  const target: Record<string, string> = { host: 'x', [UNIT_HEADER]: 'stale' }
+  assert.equal(assignRouteHeaders(target, route), target)
+  assert.deepEqual(target, { host: 'x', ...routeHeaders(route) })
+  const set: Record<string, string> = {}
+  writeRouteHeaders(route, (name, value) => {
+    set[name] = value
+  })
+  assert.deepEqual(set, routeHeaders(route))
+  assert.deepEqual(assignRouteHeaders({ host: 'y' }, undefined), { host: 'y' })
 })
 
 test('reads from a node headers record, a fetch Headers and undici flat arrays (strings and Buffers)', () => {
