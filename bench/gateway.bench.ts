@@ -44,7 +44,7 @@
  *                                   figures are not the bench's
  *   APPACTIVE_BENCH_KEEP=1          keep the temp dir with every process's log
  */
-import { writeFileSync } from 'node:fs'
+import { mkdirSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { type Child, cpuSeconds, descendants, freePort, memoryMb, tail } from './lib/children.js'
 import { machineInfo } from './lib/machine.js'
@@ -97,7 +97,11 @@ async function main(): Promise<void> {
   log(`${wrkVersion}; temp dir ${tmp}`)
   const run = benchRunner(RUNNER, tmp, log)
   const env = { ...process.env, NODE_OPTIONS: '' }
-  const spawnOptions = { cwd: tmp, env, logDir: tmp }
+  // Logs (the access log among them) go to a directory of their own: each gateway watches the rule
+  // file's directory, and a log written next to it would wake every gateway on every line.
+  const logDir = join(tmp, 'logs')
+  mkdirSync(logDir)
+  const spawnOptions = { cwd: tmp, env, logDir }
 
   const { child: backend, url: backendUrl } = await startBackend(session, run, 'backend', spawnOptions, PATH)
 
