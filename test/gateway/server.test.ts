@@ -160,48 +160,7 @@ describe('appactive gateway (command)', () => {
   })
 
   test('runs two workers sharing the port, aggregates their metrics, and stops on SIGTERM', async (t) => {
-    const { center, unit } = await backends(t)
-    const dir = await mkdtemp(join(tmpdir(), 'appactive-gwrun-'))
-    await writeFile(join(dir, 'rules.json'), JSON.stringify(rules(1)))
-    const file = join(dir, 'gw.yaml')
-    const [port, adminPort] = [await freePort(), await freePort()]
-    await writeFile(
-      file,
-      [
-        'unit: center',
-        `listen: 127.0.0.1:${port}`,
-        `admin: 127.0.0.1:${adminPort}`,
-        'rules: ./rules.json',
-        'accessLog: false',
-        'apps:',
-        '  - name: shop',
-        `    upstreams: { center: [${center.url}], unit: [${unit.url}] }`,
-      ].join('\n'),
-    )
-    const child = spawn(
-      process.execPath,
-      ['--import', 'tsx', 'src/cli/run.ts', 'gateway', '--config', file, '--workers', '2'],
-      {
-        cwd: root,
-        env: { ...process.env, APPACTIVE_LOG_LEVEL: 'warn', APPACTIVE_CACHE: 'off' },
-      },
-    )
-    let stderr = ''
-    child.stderr.on('data', (d) => (stderr += d))
-    t.after(() => {
-      if (child.exitCode === null) child.kill('SIGKILL')
-    })
-    const base = `http://127.0.0.1:${adminPort}`
-    const readyz = async (): Promise<number> => {
-      try {
-        const r = await request(`${base}/readyz`)
-        await r.body.dump()
-        return r.statusCode
-      } catch {
-        return 0 // not listening yet
-      }
-    }
-    await until(async () => (await readyz()) === 200, 20_000)
+    const { port, base, stop } = await runCli(t, [], ['--workers', '2'])
     const backendsSeen = new Set<string>()
     for (let i = 0; i < 20; i++) {
       const r = await request(`http://127.0.0.1:${port}/x?r_id=${i * 500}`)
@@ -219,69 +178,86 @@ describe('appactive gateway (command)', () => {
       /appactive_agent_rule_version 1\b/,
       'the version gauge is the minimum over workers, not a sum',
     )
-    child.kill('SIGTERM')
-    const [code] = await once(child, 'exit', { signal: AbortSignal.timeout(10_000) })
-    assert.equal(code, 0, stderr)
+    await stop()
   })
 
   test('with heap limits, even one worker is a cluster worker started with the V8 flags', async (t) => {
-    const { center, unit } = await backends(t)
-    const dir = await mkdtemp(join(tmpdir(), 'appactive-gwheap-'))
-    await writeFile(join(dir, 'rules.json'), JSON.stringify(rules(1)))
-    const file = join(dir, 'gw.yaml')
-    const [port, adminPort] = [await freePort(), await freePort()]
-    await writeFile(
-      file,
-      [
-        'unit: center',
-        `listen: 127.0.0.1:${port}`,
-        `admin: 127.0.0.1:${adminPort}`,
-        'rules: ./rules.json',
-        'accessLog: false',
-        'workers: 1',
-        'heap: { maxSemiSpaceMb: 8, maxOldSpaceMb: 256 }',
-        'apps:',
-        '  - name: shop',
-        `    upstreams: { center: [${center.url}], unit: [${unit.url}] }`,
-      ].join('\n'),
-    )
-    const child = spawn(
-      process.execPath,
-      ['--import', 'tsx', 'src/cli/run.ts', 'gateway', '--config', file],
-      {
-        cwd: root,
-        env: { ...process.env, APPACTIVE_LOG_LEVEL: 'warn', APPACTIVE_CACHE: 'off' },
-      },
-    )
-    let stderr = ''
-    child.stderr.on('data', (d) => (stderr += d))
-    t.after(() => {
-      if (child.exitCode === null) child.kill('SIGKILL')
-    })
-    await until(async () => {
-      try {
-        const r = await request(`http://127.0.0.1:${adminPort}/readyz`)
-        await r.body.dump()
-        return r.statusCode === 200
-      } catch {
-        return false
-      }
-    }, 20_000)
+    const { port, pid, stop } = await runCli(t, [
+      'workers: 1',
+      'heap: { maxSemiSpaceMb: 8, maxOldSpaceMb: 256 }',
+    ])
     const r = await request(`http://127.0.0.1:${port}/x?r_id=2500`)
     assert.equal(((await r.body.json()) as { backend: string }).backend, 'center-1')
-    const cmdline = async (pid: number) => (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0')
-    const workers = childPids(child.pid!)
+    const cmdline = async (of: number) => (await readFile(`/proc/${of}/cmdline`, 'utf8')).split('\0')
+    const workers = childPids(pid)
     assert.equal(workers.length, 1, 'one cluster worker under the primary')
     const args = await cmdline(workers[0]!)
     assert.ok(args.includes('--max-semi-space-size=8'), args.join(' '))
     assert.ok(args.includes('--max-old-space-size=256'), args.join(' '))
     assert.ok(args.includes('tsx'), "the worker keeps the primary's own flags")
-    assert.ok(!(await cmdline(child.pid!)).includes('--max-semi-space-size=8'))
+    assert.ok(!(await cmdline(pid)).includes('--max-semi-space-size=8'))
+    await stop()
+  })
+})
+
+/**
+ * Runs `appactive gateway` (the CLI, under tsx) with a config of `extra` lines plus one app over two echo
+ * backends, until its admin /readyz answers 200. `stop()` sends SIGTERM and expects exit code 0.
+ */
+async function runCli(
+  t: { after: (fn: () => Promise<void> | void) => void },
+  extra: string[],
+  args: string[] = [],
+): Promise<{ port: number; base: string; pid: number; stop: () => Promise<void> }> {
+  const { center, unit } = await backends(t)
+  const dir = await mkdtemp(join(tmpdir(), 'appactive-gwrun-'))
+  await writeFile(join(dir, 'rules.json'), JSON.stringify(rules(1)))
+  const file = join(dir, 'gw.yaml')
+  const [port, adminPort] = [await freePort(), await freePort()]
+  await writeFile(
+    file,
+    [
+      'unit: center',
+      `listen: 127.0.0.1:${port}`,
+      `admin: 127.0.0.1:${adminPort}`,
+      'rules: ./rules.json',
+      'accessLog: false',
+      ...extra,
+      'apps:',
+      '  - name: shop',
+      `    upstreams: { center: [${center.url}], unit: [${unit.url}] }`,
+    ].join('\n'),
+  )
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', 'src/cli/run.ts', 'gateway', '--config', file, ...args],
+    {
+      cwd: root,
+      env: { ...process.env, APPACTIVE_LOG_LEVEL: 'warn', APPACTIVE_CACHE: 'off' },
+    },
+  )
+  let stderr = ''
+  child.stderr.on('data', (d) => (stderr += d))
+  t.after(() => {
+    if (child.exitCode === null) child.kill('SIGKILL')
+  })
+  const base = `http://127.0.0.1:${adminPort}`
+  await until(async () => {
+    try {
+      const r = await request(`${base}/readyz`)
+      await r.body.dump()
+      return r.statusCode === 200
+    } catch {
+      return false // not listening yet
+    }
+  }, 20_000)
+  const stop = async () => {
     child.kill('SIGTERM')
     const [code] = await once(child, 'exit', { signal: AbortSignal.timeout(10_000) })
     assert.equal(code, 0, stderr)
-  })
-})
+  }
+  return { port, base, pid: child.pid!, stop }
+}
 
 /** The pids of a process's children (Linux /proc). */
 function childPids(parent: number): number[] {
