@@ -5,8 +5,9 @@
  * Targets, all ending at the SAME backend (bench/lib/backend.ts: a single-process node:http JSON server,
  * keep-alive, in its own process):
  *   backend    the backend direct (the ceiling)
- *   plain      bench/lib/plain-proxy.ts: node:http + one undici Pool `stream()`, no routing, hop-by-hop
- *              headers removed (THE baseline: every ratio is against it, measured in the same run)
+ *   plain      bench/lib/plain-proxy.ts: node:http + one undici Pool `stream()` (callback form, as the
+ *              gateway), hop-by-hop headers removed, X-Forwarded-For/-Proto/-Host set, no routing (THE
+ *              baseline: every ratio is against it, measured in the same run)
  *   gw-1w      the gateway, 1 worker (in-process), access log off
  *   gw-2w      the gateway, 2 workers (node:cluster), access log off
  *   gw-1w-log  the gateway, 1 worker, access log on (the config default), written to a file

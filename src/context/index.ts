@@ -30,7 +30,7 @@ export {
   writeRouteHeaders,
 } from './headers.js'
 export type { BaggageInput } from './propagation.js'
-export { extractRoute, injectRoute } from './propagation.js'
+export { assignRoute, extractRoute, injectRoute } from './propagation.js'
 export type { RouteContext, RouteContextInput } from './route-context.js'
 export {
   bindRoute,

@@ -4,7 +4,7 @@
  */
 import { BAGGAGE_HEADER, getBaggageRouteId, ROUTE_ID_BAGGAGE_KEY, withBaggageRouteId } from './baggage.js'
 import { type HeaderSource, headerValues } from './header-source.js'
-import { type HeaderSetter, readRouteHeaders, writeRouteHeaders } from './headers.js'
+import { assignRouteHeaders, type HeaderSetter, readRouteHeaders, writeRouteHeaders } from './headers.js'
 import { createRouteContext, type RouteContext, type RouteContextInput } from './route-context.js'
 
 /** The outgoing `baggage` value to merge with: a value, repeated values, or a getter read once. */
@@ -44,10 +44,40 @@ export function injectRoute(
 ): void {
   if (typeof route !== 'object' || route === null) return
   writeRouteHeaders(route, set)
-  const existing = typeof baggage === 'function' ? baggage() : baggage
+  const after = routeBaggage(typeof baggage === 'function' ? baggage() : baggage, route)
+  if (after !== undefined) set(BAGGAGE_HEADER, after)
+}
+
+/**
+ * The record form of {@link injectRoute}, for an edge building its upstream headers: writes the hop
+ * headers into `headers` and merges the route id into its `baggage` (removed when nothing is left).
+ * Returns `headers`. Never throws itself.
+ */
+export function assignRoute<T extends Record<string, unknown>>(
+  headers: T,
+  route: RouteContextInput | undefined,
+): T {
+  if (typeof route !== 'object' || route === null) return headers
+  assignRouteHeaders(headers, route)
+  const out = headers as Record<string, unknown>
+  const existing = out[BAGGAGE_HEADER]
+  const after = routeBaggage(
+    typeof existing === 'string' || Array.isArray(existing) ? (existing as string | string[]) : undefined,
+    route,
+  )
+  if (after === '') delete out[BAGGAGE_HEADER]
+  else if (after !== undefined) out[BAGGAGE_HEADER] = after
+  return headers
+}
+
+/** `existing` baggage with the route's id merged in, or undefined when it does not change. */
+function routeBaggage(
+  existing: string | readonly string[] | undefined,
+  route: RouteContextInput,
+): string | undefined {
   const before = existing === undefined ? '' : typeof existing === 'string' ? existing : existing.join(',')
   const routeId = typeof route.routeId === 'string' ? route.routeId : ''
-  if (routeId === '' && !before.includes(ROUTE_ID_BAGGAGE_KEY)) return
+  if (routeId === '' && !before.includes(ROUTE_ID_BAGGAGE_KEY)) return undefined
   const after = withBaggageRouteId(existing, routeId)
-  if (after !== before) set(BAGGAGE_HEADER, after)
+  return after === before ? undefined : after
 }

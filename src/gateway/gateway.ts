@@ -12,12 +12,7 @@ import type { Logger } from 'pino'
 import { Counter, Gauge, type Registry } from 'prom-client'
 import { Pool } from 'undici'
 import type { RoutingAgent } from '../agent/index.js'
-import {
-  assignRouteHeaders,
-  readRouteHeaders,
-  stripRouteHeaders,
-  withBaggageRouteId,
-} from '../context/index.js'
+import { assignRoute, readRouteHeaders, stripRouteHeaders } from '../context/index.js'
 import { compileRouter, type Router } from '../rules/index.js'
 import { AppMatcher } from './apps.js'
 import { FenceHold } from './hold.js'
@@ -265,20 +260,13 @@ export class GatewayHandler extends EventEmitter {
   /** Outgoing headers: the request's, the hop headers, and the peer token when going to a peer gateway. */
   #headers(req: IncomingMessage, d: Decision, peer: boolean): Record<string, string | string[]> {
     const headers = upstreamHeaders(req, this.config.tls !== undefined)
-    const routeId = d.routeId
-    assignRouteHeaders(headers, {
-      routeId,
+    // The hop headers, and the route id in baggage (a client's appactive.* members were stripped already).
+    assignRoute(headers, {
+      routeId: d.routeId,
       unit: d.unit,
       ruleVersion: d.router.version,
       hops: d.hops + (peer ? 1 : 0),
     })
-    // The route id rides baggage too (DESIGN §3); a client's appactive.* members were stripped already.
-    const baggage = headers.baggage
-    if (routeId !== undefined || baggage !== undefined) {
-      const merged = withBaggageRouteId(baggage, routeId ?? '')
-      if (merged !== '') headers.baggage = merged
-      else delete headers.baggage
-    }
     if (peer && this.config.peerToken !== undefined) headers[PEER_HEADER] = this.config.peerToken
     return headers
   }

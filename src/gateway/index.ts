@@ -1,6 +1,6 @@
 export { AppMatcher } from './apps.js'
 export type { RunningGateway } from './cluster.js'
-export { heapFlags, runGateway } from './cluster.js'
+export { runGateway } from './cluster.js'
 export type { GatewayConfigInput, GatewayConfigOptions } from './config.js'
 export {
   GatewayConfigSchema,

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import {
+  assignRoute,
   currentRoute,
   extractRoute,
   HOPS_HEADER,
@@ -72,6 +73,22 @@ test('injectRoute without a route id removes a stale baggage member and leaves o
   const none = recorder()
   injectRoute(undefined, none.set, 'appactive.route-id=old')
   assert.deepEqual(none.headers, {})
+})
+
+test('assignRoute is injectRoute on a headers record: same headers, empty baggage removed', () => {
+  const route = { routeId: 'u 1', unit: 'sh', ruleVersion: 4, hops: 0 }
+  for (const baggage of [undefined, 'k=v', 'appactive.route-id=old,k=v']) {
+    const r = recorder()
+    injectRoute(route, r.set, baggage)
+    const record: Record<string, string> = baggage === undefined ? { host: 'h' } : { host: 'h', baggage }
+    assert.equal(assignRoute(record, route), record)
+    assert.deepEqual(record, { host: 'h', ...(baggage === undefined ? {} : { baggage }), ...r.headers })
+  }
+  // No route id: a stale member goes, and a baggage left empty is removed rather than sent empty.
+  const stale: Record<string, string> = { baggage: 'appactive.route-id=old' }
+  assert.deepEqual(assignRoute(stale, { unit: 'sh' }), { [UNIT_HEADER]: 'sh', [HOPS_HEADER]: '0' })
+  const untouched = { baggage: 'k=v' }
+  assert.deepEqual(assignRoute(untouched, {}), { baggage: 'k=v', [HOPS_HEADER]: '0' })
 })
 
 test('a route survives a hop: context → injectRoute → Headers → extractRoute → context', async () => {
